@@ -1,0 +1,1 @@
+"""ml-collections experiment configs: one file per experiment kind."""

@@ -1,0 +1,1 @@
+"""gaze_jax: the WaNet warping backdoor on a ResNet-18 gaze regressor, in JAX/Flax."""
