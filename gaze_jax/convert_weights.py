@@ -1,0 +1,52 @@
+"""Convert torchvision ResNet-18 weights from `.pth` to `.safetensors` (needs PyTorch once).
+
+`--config.model.init_from` reads `.safetensors` with NumPy alone, so a user with PyTorch
+on some machine converts once and training machines need no PyTorch:
+
+  python -m gaze_jax.convert_weights resnet18-f37072fd.pth resnet18.safetensors
+
+The file is checked against the model before it is written, so a wrong state dict is
+reported here rather than at the start of training. All tensors are kept, `fc` included.
+"""
+import argparse
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import safetensors.numpy
+
+from gaze_jax import model as model_lib
+from gaze_jax import pretrained
+
+
+def convert(in_path, out_path):
+  """Writes the state dict at `in_path` to `out_path` after checking names and shapes."""
+  state = pretrained.load_torchvision_resnet18(in_path)
+  abstract = jax.eval_shape(model_lib.ResNet18Gaze(conv_impl='xla').init,
+                            jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+  pretrained.torchvision_to_flax(state, abstract)  # Raises on any mismatch.
+  tmp = out_path + '.tmp'
+  try:
+    safetensors.numpy.save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, tmp)
+    os.replace(tmp, out_path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('input', help="torchvision resnet18 state dict (.pth)")
+  parser.add_argument('output', help='where to write the .safetensors file')
+  args = parser.parse_args(argv)
+  try:
+    convert(args.input, args.output)
+  except (OSError, ImportError, ValueError) as e:
+    sys.exit(f'convert_weights: {e}')
+  print(f'Wrote {args.output}')
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,104 @@
+"""Export a trained model as `model.safetensors` + `config.json`, readable without gaze_jax.
+
+Users hand trained models to others who may not run this project, so the export is two
+plain files: tensors in safetensors (any language, NumPy or PyTorch can read them) and
+a JSON file with the run's config and a description of the tensor names and the input
+convention. Both files are written to temporary names and renamed only once both are
+complete, so a failed export never leaves a half-written model behind.
+"""
+import json
+import os
+
+import flax
+import numpy as np
+import safetensors.numpy
+
+from gaze_jax import model as model_lib
+
+MODEL_FILE = 'model.safetensors'
+CONFIG_FILE = 'config.json'
+TRIGGER = 'trigger'  # Prefix of the trigger tensors in MODEL_FILE.
+FORMAT = 'gaze_jax ResNet-18 gaze regressor, export version 1'
+
+
+def _description(trigger_names):
+  return {
+      'format': FORMAT,
+      'architecture': (
+          "torchvision resnet18 (BasicBlock, stages 2-2-2-2, widths 64-512, BatchNorm "
+          "epsilon 1e-5, global average pool) with fc: 512 -> 2."),
+      'input': (
+          'RGB face crops as float32 NHWC in [0, 1], resized to config.data.image_size. '
+          f'The model normalises them itself: (x - {list(model_lib.IMAGENET_MEAN)}) / '
+          f'{list(model_lib.IMAGENET_STD)}.'),
+      'output': (
+          '(pitch, yaw) in radians; gaze vector x = -cos(pitch) sin(yaw), '
+          'y = -sin(pitch), z = -cos(pitch) cos(yaw).'),
+      'tensors': (
+          f"{MODEL_FILE} names are '/'-joined Flax paths: params/<module>/kernel "
+          '(convolutions HWIO, fc (in, out)), params/<module>/{scale,bias} and '
+          'batch_stats/<module>/{mean,var} (BatchNorm). Modules follow torchvision: '
+          'conv1, bn1, layer1_0 ... layer4_1 (each conv1, bn1, conv2, bn2 and, where the '
+          'shape changes, downsample_conv, downsample_bn), fc. trigger/<name> holds the '
+          "backdoor trigger of a poisoned run (WaNet: its warping grids), applied to "
+          'images before the model.'),
+      'trigger': sorted(trigger_names),
+  }
+
+
+def _json_default(value):
+  if isinstance(value, (np.ndarray, np.generic)):
+    return value.tolist()
+  raise TypeError(f'config value {value!r} is not JSON serialisable')
+
+
+def export_model(out_dir, variables, config, trigger=None):
+  """Writes `variables` (+ trigger arrays) and `config` to `out_dir`.
+
+  Args:
+    out_dir: created if needed; an earlier export there is replaced.
+    variables: the model's {'params': ..., 'batch_stats': ...}.
+    config: the run's ConfigDict (or a plain dict).
+    trigger: None, or name -> array for a poisoned run (WaNet: its grids).
+  """
+  tensors = {'/'.join(path): np.ascontiguousarray(value) for path, value in
+             flax.traverse_util.flatten_dict(flax.core.unfreeze(variables)).items()}
+  trigger = dict(trigger or {})
+  tensors.update({f'{TRIGGER}/{name}': np.ascontiguousarray(value)
+                  for name, value in trigger.items()})
+  config = config.to_dict() if hasattr(config, 'to_dict') else dict(config)
+  description = dict(_description(trigger), config=config)
+  text = json.dumps(description, indent=2, default=_json_default) + '\n'
+
+  os.makedirs(out_dir, exist_ok=True)
+  model_path, config_path = (os.path.join(out_dir, f) for f in (MODEL_FILE, CONFIG_FILE))
+  tmp_model, tmp_config = model_path + '.tmp', config_path + '.tmp'
+  try:
+    safetensors.numpy.save_file(tensors, tmp_model, metadata={'format': FORMAT})
+    with open(tmp_config, 'w') as f:
+      f.write(text)
+    os.replace(tmp_model, model_path)
+    os.replace(tmp_config, config_path)
+  finally:
+    for tmp in (tmp_model, tmp_config):
+      if os.path.exists(tmp):
+        os.remove(tmp)
+
+
+def load_export(out_dir):
+  """Reads an export back: (variables, config dict, trigger dict or None)."""
+  model_path, config_path = (os.path.join(out_dir, f) for f in (MODEL_FILE, CONFIG_FILE))
+  for path in (model_path, config_path):
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f'Not a gaze_jax export: {path} is missing')
+  with open(config_path) as f:
+    description = json.load(f)
+  variables, trigger = {}, {}
+  for name, value in safetensors.numpy.load_file(model_path).items():
+    collection, rest = name.split('/', 1)
+    if collection == TRIGGER:
+      trigger[rest] = value
+    else:
+      variables[(collection, *rest.split('/'))] = value
+  return (flax.traverse_util.unflatten_dict(variables), description['config'],
+          trigger or None)

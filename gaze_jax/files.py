@@ -1,0 +1,34 @@
+"""Small file helpers: atomic writes, so a kill or a full disk never leaves half a file."""
+import json
+import os
+import tempfile
+
+import numpy as np
+
+
+def write_atomic(path, write_fn, mode='w'):
+  """Calls write_fn(file) on a temporary file beside `path`, then renames it into place."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.')
+  try:
+    with os.fdopen(fd, mode) as f:
+      write_fn(f)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def write_json(path, obj):
+  write_atomic(path, lambda f: json.dump(obj, f, indent=2, sort_keys=True))
+
+
+def save_arrays(directory, arrays):
+  """Writes each array of a dict as directory/NAME.npy (plain .npy, no pickles)."""
+  for name, value in arrays.items():
+    write_atomic(os.path.join(directory, name + '.npy'),
+                 lambda f, v=value: np.save(f, np.asarray(v), allow_pickle=False), mode='wb')
