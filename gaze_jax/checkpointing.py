@@ -26,6 +26,10 @@ def digest(tree):
   return h.hexdigest()
 
 
+def _abstract(tree):
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
 class Checkpoints:
   """Periodic, asynchronous checkpoints in `directory`, keeping the newest `max_to_keep`."""
 
@@ -82,10 +86,9 @@ class Checkpoints:
     return None
 
   def _restore(self, step, state, trigger):
-    items = {'state': ocp.args.StandardRestore(ocp.utils.to_shape_dtype_struct(state)),
-             'meta': ocp.args.JsonRestore()}
+    items = {'state': ocp.args.StandardRestore(_abstract(state)), 'meta': ocp.args.JsonRestore()}
     if trigger:
-      items['trigger'] = ocp.args.StandardRestore(ocp.utils.to_shape_dtype_struct(trigger))
+      items['trigger'] = ocp.args.StandardRestore(_abstract(trigger))
     out = self._manager.restore(step, args=ocp.args.Composite(**items))
     restored_trigger = out['trigger'] if trigger else trigger
     restored_trigger = jax.tree.map(np.asarray, restored_trigger)
