@@ -21,6 +21,20 @@ TRIGGER = 'trigger'  # Prefix of the trigger tensors in MODEL_FILE.
 FORMAT = 'gaze_jax ResNet-18 gaze regressor, export version 1'
 
 
+# How each attack kind's trigger tensors are applied (gaze_jax.triggers), for readers
+# without this project.
+_TRIGGER_APPLICATION = {
+    'wanet': (
+        'noise_grid (S, S, 2): grid = clip((identity + config.wanet.s * noise_grid / S) '
+        '* config.wanet.grid_rescale, -1, 1), where identity[i, j] = (x, y) = '
+        '(-1 + 2j/(S-1), -1 + 2i/(S-1)); the image is resampled at grid like torch '
+        "grid_sample(mode='bilinear', padding_mode='zeros', align_corners=True)."),
+    'badnets': 'patch, mask (S, S, 1): image * (1 - mask) + patch * mask.',
+    'blended': ('pattern (S, S, 3): (1 - config.blended.alpha) * image '
+                '+ config.blended.alpha * pattern.'),
+}
+
+
 def _description(trigger_names):
   return {
       'format': FORMAT,
@@ -40,9 +54,10 @@ def _description(trigger_names):
           'batch_stats/<module>/{mean,var} (BatchNorm). Modules follow torchvision: '
           'conv1, bn1, layer1_0 ... layer4_1 (each conv1, bn1, conv2, bn2 and, where the '
           'shape changes, downsample_conv, downsample_bn), fc. trigger/<name> holds the '
-          "backdoor trigger of a poisoned run (WaNet: its warping grids), applied to "
-          'images before the model.'),
+          'backdoor trigger of a poisoned run (config.attack.kind), applied to the '
+          '[0, 1] NHWC images before the model.'),
       'trigger': sorted(trigger_names),
+      'trigger_application': _TRIGGER_APPLICATION,
   }
 
 
@@ -59,7 +74,7 @@ def export_model(out_dir, variables, config, trigger=None):
     out_dir: created if needed; an earlier export there is replaced.
     variables: the model's {'params': ..., 'batch_stats': ...}.
     config: the run's ConfigDict (or a plain dict).
-    trigger: None, or name -> array for a poisoned run (WaNet: its grids).
+    trigger: None, or the run's trigger state, name -> array (WaNet: noise_grid).
   """
   tensors = {'/'.join(path): np.ascontiguousarray(value) for path, value in
              flax.traverse_util.flatten_dict(flax.core.unfreeze(variables)).items()}

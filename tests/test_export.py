@@ -21,14 +21,13 @@ def variables():
       jax.random.key(0), jnp.zeros((1, IMAGE, IMAGE, 3)))
 
 
-def grids():
-  rng = np.random.default_rng(0)
-  return {'noise_grid': rng.uniform(-1, 1, (1, IMAGE, IMAGE, 2)).astype(np.float32),
-          'identity_grid': rng.uniform(-1, 1, (1, IMAGE, IMAGE, 2)).astype(np.float32)}
+def wanet_trigger():
+  noise = np.random.default_rng(0).uniform(-1, 1, (IMAGE, IMAGE, 2)).astype(np.float32)
+  return {'noise_grid': noise}
 
 
 def test_round_trip_is_bitwise(variables, tmp_path):
-  config, trigger = wanet.get_config(), grids()
+  config, trigger = wanet.get_config(), wanet_trigger()
   export.export_model(str(tmp_path), variables, config, trigger)
   loaded, config_dict, loaded_trigger = export.load_export(str(tmp_path))
 
@@ -54,17 +53,18 @@ def test_clean_run_has_no_trigger(tmp_path):
 
 
 def test_readable_without_gaze_jax(variables, tmp_path):
-  export.export_model(str(tmp_path), variables, wanet.get_config(), grids())
+  export.export_model(str(tmp_path), variables, wanet.get_config(), wanet_trigger())
   tensors = safetensors.numpy.load_file(str(tmp_path / export.MODEL_FILE))
   assert tensors['params/conv1/kernel'].shape == (7, 7, 3, 64)
   assert tensors['params/fc/kernel'].shape == (512, 2)
   assert tensors['batch_stats/layer4_0/downsample_bn/var'].shape == (512,)
-  assert tensors['trigger/noise_grid'].shape == (1, IMAGE, IMAGE, 2)
+  assert tensors['trigger/noise_grid'].shape == (IMAGE, IMAGE, 2)
   with open(tmp_path / export.CONFIG_FILE) as f:
     description = json.load(f)
   assert 'NHWC in [0, 1]' in description['input']
   assert 'radians' in description['output']
-  assert description['trigger'] == ['identity_grid', 'noise_grid']
+  assert description['trigger'] == ['noise_grid']
+  assert 'grid_sample' in description['trigger_application']['wanet']
   assert description['config']['attack']['kind'] == 'wanet'
 
 
