@@ -30,7 +30,7 @@ def clean_config(config):
 
 def restore_run(config, run_dir):
   """(state, trigger) of the newest intact checkpoint of a finished or partial run."""
-  template, trigger = train.initial_state(config, steps_per_epoch=1)
+  template, trigger = ts.initial_state(config, steps_per_epoch=1)
   ckpts = checkpointing.Checkpoints(os.path.join(run_dir, 'checkpoints'), max_to_keep=1)
   try:
     restored = ckpts.restore_latest(template, trigger)

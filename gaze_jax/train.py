@@ -20,24 +20,12 @@ from gaze_jax import input_pipeline
 from gaze_jax import metrics_log
 from gaze_jax import poisoning
 from gaze_jax import train_step as ts
-from gaze_jax import triggers
 from gaze_jax.errors import UserError
 from gaze_jax.workdir_lock import WorkdirLock
 
 
 class TrainingDiverged(UserError):
   """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-def initial_state(config, steps_per_epoch):
-  """The step-0 TrainState (optionally from user-supplied ImageNet weights) and the trigger."""
-  variables = ts.init_variables(config, jax.random.key(config.seed))
-  if config.model.init_from:
-    from gaze_jax import pretrained  # pylint: disable=g-import-not-at-top
-    variables = pretrained.init_variables_from(config.model.init_from, variables)
-  spec = poisoning.AttackSpec.from_config(config)
-  trigger = triggers.make_trigger(spec, config.data.image_size)
-  return ts.create_train_state(config, variables, steps_per_epoch), trigger
 
 
 def train_and_evaluate(config, workdir, eval_trigger=None, show_progress=True):
@@ -61,7 +49,7 @@ def _train(config, workdir, show_progress):
                     'training examples')
   total_steps = steps_per_epoch * t.num_epochs
   spec = poisoning.AttackSpec.from_config(config)
-  state, trigger = initial_state(config, steps_per_epoch)
+  state, trigger = ts.initial_state(config, steps_per_epoch)
 
   ckpts = checkpointing.Checkpoints(os.path.join(workdir, 'checkpoints'), t.max_to_keep)
   restored = ckpts.restore_latest(state, trigger)
@@ -70,6 +58,8 @@ def _train(config, workdir, show_progress):
     state, trigger, meta = restored
     history = meta['history']
     logging.info('resumed %s from step %d', workdir, int(state.step))
+  if is_chief:
+    files.write_json(os.path.join(workdir, 'config.json'), config.to_dict())
   if trigger and is_chief:
     files.save_arrays(os.path.join(workdir, 'trigger'), trigger)
   start = int(state.step)

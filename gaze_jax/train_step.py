@@ -71,6 +71,17 @@ def create_train_state(config, variables, steps_per_epoch):
                            tx=make_optimizer(config.train, steps_per_epoch))
 
 
+def initial_state(config, steps_per_epoch):
+  """The step-0 TrainState (optionally from user-supplied ImageNet weights) and the trigger."""
+  variables = init_variables(config, jax.random.key(config.seed))
+  if config.model.init_from:
+    from gaze_jax import pretrained  # pylint: disable=g-import-not-at-top
+    variables = pretrained.init_variables_from(config.model.init_from, variables)
+  spec = poisoning.AttackSpec.from_config(config)
+  trigger = triggers.make_trigger(spec, config.data.image_size)
+  return create_train_state(config, variables, steps_per_epoch), trigger
+
+
 def to_unit_range(images):
   return images.astype(jnp.float32) / 255.0
 
