@@ -101,3 +101,4 @@ class Checkpoints:
 
   def close(self):
     self._manager.close()
+

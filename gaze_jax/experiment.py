@@ -9,14 +9,13 @@ import os
 import jax
 import numpy as np
 
-from gaze_jax import checkpointing
 from gaze_jax import evaluation
 from gaze_jax import files
 from gaze_jax import input_pipeline
 from gaze_jax import poisoning
+from gaze_jax import runs
 from gaze_jax import train
 from gaze_jax import train_step as ts
-from gaze_jax.errors import UserError
 
 METRICS = ('clean_error', 'backdoor_error', 'noise_error')
 
@@ -26,19 +25,6 @@ def clean_config(config):
   clean = copy.deepcopy(config)
   clean.attack.kind = 'none'
   return clean
-
-
-def restore_run(config, run_dir):
-  """(state, trigger) of the newest intact checkpoint of a finished or partial run."""
-  template, trigger = ts.initial_state(config, steps_per_epoch=1)
-  ckpts = checkpointing.Checkpoints(os.path.join(run_dir, 'checkpoints'), max_to_keep=1)
-  try:
-    restored = ckpts.restore_latest(template, trigger)
-  finally:
-    ckpts.close()
-  if restored is None:
-    raise UserError(f'no checkpoint in {run_dir}; train it first')
-  return restored[0], restored[1]
 
 
 def evaluate_with_trigger(config, state, spec, trigger):
@@ -60,8 +46,8 @@ def run(config, workdir, show_progress=True):
     results['poisoned'] = train.train_and_evaluate(config, poisoned_dir,
                                                    show_progress=show_progress)
     spec = poisoning.AttackSpec.from_config(config)
-    _, trigger = restore_run(config, poisoned_dir)
-    clean_state, _ = restore_run(clean_cfg, os.path.join(workdir, 'clean'))
+    _, trigger = runs.restore(poisoned_dir)
+    clean_state, _ = runs.restore(os.path.join(workdir, 'clean'))
     models['clean'] = evaluate_with_trigger(config, clean_state, spec, trigger)
     models['poisoned'] = results['poisoned']['final']
   summary = {'models': models, 'attack': config.attack.kind, 'seed': config.seed,

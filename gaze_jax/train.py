@@ -28,7 +28,7 @@ class TrainingDiverged(UserError):
   """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def train_and_evaluate(config, workdir, eval_trigger=None, show_progress=True):
+def train_and_evaluate(config, workdir, show_progress=True):
   """Trains (or resumes) the run in `workdir` and returns its results dict."""
   config_validation.validate(config)
   try:

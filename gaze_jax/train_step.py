@@ -6,6 +6,7 @@ count computes the update of the same global batch. Images arrive as uint8 and a
 scaled to [0, 1] on the device; poisoning happens here, inside the compiled step.
 """
 import functools
+import os
 from typing import Any
 
 import jax
@@ -72,11 +73,20 @@ def create_train_state(config, variables, steps_per_epoch):
 
 
 def initial_state(config, steps_per_epoch):
-  """The step-0 TrainState (optionally from user-supplied ImageNet weights) and the trigger."""
+  """The step-0 TrainState and the run's trigger.
+
+  `model.init_from` may name torchvision ResNet-18 weights (.safetensors/.pth) or a run
+  directory, whose newest intact checkpoint gives the model variables (fine-tuning).
+  """
   variables = init_variables(config, jax.random.key(config.seed))
-  if config.model.init_from:
+  source = config.model.init_from
+  if source and os.path.isdir(source):
+    from gaze_jax import runs  # pylint: disable=g-import-not-at-top
+    state, _ = runs.restore(source)
+    variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  elif source:
     from gaze_jax import pretrained  # pylint: disable=g-import-not-at-top
-    variables = pretrained.init_variables_from(config.model.init_from, variables)
+    variables = pretrained.init_variables_from(source, variables)
   spec = poisoning.AttackSpec.from_config(config)
   trigger = triggers.make_trigger(spec, config.data.image_size)
   return create_train_state(config, variables, steps_per_epoch), trigger
