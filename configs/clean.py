@@ -40,7 +40,7 @@ def get_config():
   t.decay_rate = 0.9              # 'exponential': multiplier per epoch.
   t.momentum = 0.9                # 'sgd' only.
   t.weight_decay = 1e-4           # Decoupled (AdamW / SGD + add_decayed_weights); 0 = none.
-  t.flip = False                  # Random horizontal flips (negate yaw and head yaw).
+  t.flip = False                  # Random horizontal flips (the gaze yaw is negated).
   t.log_every_steps = 20          # Training metrics to JSON lines / TensorBoard.
   t.checkpoint_every_steps = 100  # Also saved at the end of every epoch.
   t.max_to_keep = 2               # Checkpoints kept on disk.

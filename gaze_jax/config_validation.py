@@ -4,6 +4,7 @@ import os
 
 import jax
 
+from gaze_jax import poisoning
 from gaze_jax.errors import ConfigError
 
 IMAGE_SIZES = (224, 112, 64, 32)
@@ -67,8 +68,10 @@ def validate(config):
   _one_of(config, 'model.dtype', ('float32', 'bfloat16'))
   _one_of(config, 'model.conv_impl', ('im2col', 'xla'))
   if config.model.init_from:
-    _check(os.path.isfile(config.model.init_from), 'model.init_from', config.model.init_from,
-           'an existing .safetensors or .pth file of torchvision ResNet-18 weights')
+    source = config.model.init_from
+    _check(os.path.isfile(source) or os.path.isfile(os.path.join(source, 'config.json')),
+           'model.init_from', source, 'an existing .safetensors or .pth file of torchvision '
+           'ResNet-18 weights, or a run directory (fine-tuning)')
 
   t = config.train
   _number(config, 'train.batch_size', 1, integer=True)
@@ -96,9 +99,10 @@ def validate(config):
   _number(config, 'attack.pc', 0, 1)
   _number(config, 'attack.cross_ratio', 0)
   _number(config, 'attack.seed', 0, integer=True)
-  num_bd = int(t.batch_size * config.attack.pc)
-  _check(num_bd + int(num_bd * config.attack.cross_ratio) <= t.batch_size, 'attack.cross_ratio',
-         config.attack.cross_ratio, f'at most {t.batch_size} backdoor + noise samples per batch')
+  cross_ratio = config.attack.cross_ratio if config.attack.kind == 'wanet' else 0.0
+  _check(sum(poisoning.split_counts(t.batch_size, config.attack.pc, cross_ratio)) <= t.batch_size,
+         'attack.cross_ratio', config.attack.cross_ratio,
+         f'at most {t.batch_size} backdoor + noise samples per batch')
   _one_of(config, 'target.mode', ('fixed', 'offset', 'mirror'))
   _pair(config, 'target.gaze')
   _pair(config, 'target.offset')

@@ -96,17 +96,21 @@ def to_unit_range(images):
   return images.astype(jnp.float32) / 255.0
 
 
+def global_rows(local_batch):
+  """Indices in the global batch of this device's rows (devices hold contiguous slices)."""
+  return jax.lax.axis_index(AXIS) * local_batch + jnp.arange(local_batch)
+
+
 def train_step(state, batch, rng, trigger, *, spec, global_batch, flip):
   """One poisoned (or clean) L1 step on this device's slice of the global batch."""
-  local_b = batch['image'].shape[0]
-  device = jax.lax.axis_index(AXIS)
+  offset = global_rows(batch['image'].shape[0])[0]
   key = jax.random.fold_in(rng, state.step)
   images, labels, roles = poisoning.poison_batch(
       spec, trigger, to_unit_range(batch['image']), batch['gaze'],
-      jax.random.fold_in(key, 0), device * local_b, global_batch)
+      jax.random.fold_in(key, 0), offset, global_batch)
   if flip:
-    images, labels = poisoning.flip_augment(
-        images, labels, jax.random.fold_in(jax.random.fold_in(key, 1), device))
+    images, labels = poisoning.flip_augment(images, labels, jax.random.fold_in(key, 1),
+                                            global_rows(images.shape[0]))
 
   def loss_fn(params):
     preds, new_vars = state.apply_fn({'params': params, 'batch_stats': state.batch_stats},
@@ -134,9 +138,9 @@ def eval_step(state, batch, key, trigger, *, spec):
   predict = functools.partial(state.apply_fn, variables, train=False)
   out = {'clean_pred': predict(images), 'gaze': batch['gaze']}
   if spec.kind != 'none':
-    key = jax.random.fold_in(key, jax.lax.axis_index(AXIS))
     out['backdoor_pred'] = predict(triggers.apply_trigger(spec, trigger, images))
-    out['noise_pred'] = predict(triggers.apply_noise(spec, trigger, images, key))
+    out['noise_pred'] = predict(triggers.apply_noise(spec, trigger, images, key,
+                                                     rows=global_rows(images.shape[0])))
     out['target'] = poisoning.attack_targets(spec, batch['gaze'])
   return out
 

@@ -1,0 +1,133 @@
+"""Poisoning a training batch inside the compiled step, as WaNet's official train.py does.
+
+Of a global batch of b samples, the first num_bd = int(b * pc) get the trigger and the
+attacker's target gaze, the next int(num_bd * cross_ratio) get WaNet's noise warp and keep
+their true gaze (so the model learns that only the exact trigger warp matters), and the rest
+stay clean. Each device holds a contiguous slice of the global batch and decides every row's
+role from its global index with `jnp.where` (static shapes, no host round trip); per-sample
+noise is keyed by the global row, so 1 or 8 devices poison a batch identically.
+
+Regression targets replace classification's attack modes: 'fixed' (all-to-one: one target
+gaze), 'offset' (all-to-all: true gaze + a fixed (dpitch, dyaw)) and 'mirror' (all-to-all:
+yaw negated). Gaze is (pitch, yaw) in radians.
+"""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from gaze_jax import triggers
+from gaze_jax.errors import ConfigError
+
+TARGET_MODES = ('fixed', 'offset', 'mirror')
+CLEAN, BACKDOOR, NOISE = 0, 1, 2  # Values of the per-sample `roles`.
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackSpec:
+  """Everything static about an attack; hashable, so it can be a static jit/pmap argument."""
+  kind: str = 'none'                 # triggers.KINDS.
+  pc: float = 0.1                    # Fraction of each batch that is triggered.
+  cross_ratio: float = 2.0           # WaNet noise-mode samples per triggered sample.
+  seed: int = 0                      # Seed of the per-run trigger state.
+  target_mode: str = 'fixed'         # TARGET_MODES.
+  target_gaze: tuple = (-0.2, 0.0)   # 'fixed' target (pitch, yaw), radians.
+  target_offset: tuple = (0.0, 0.3)  # 'offset' (dpitch, dyaw), radians.
+  k: int = 4                         # WaNet control grid size.
+  s: float = 0.5                     # WaNet warp strength.
+  grid_rescale: float = 1.0          # WaNet grid multiplier before clamping.
+  patch_fraction: float = 0.1        # BadNets patch side / image side.
+  position: str = 'bottom_right'     # BadNets patch position, triggers.POSITIONS.
+  alpha: float = 0.2                 # Blended pattern weight.
+
+  @classmethod
+  def from_config(cls, config):
+    """The spec of a top-level config (fields attack, target, wanet, badnets, blended)."""
+    a, tg = config.attack, config.target
+    spec = cls(
+        kind=a.kind, pc=float(a.pc), cross_ratio=float(a.cross_ratio), seed=int(a.seed),
+        target_mode=tg.mode, target_gaze=tuple(float(v) for v in tg.gaze),
+        target_offset=tuple(float(v) for v in tg.offset),
+        k=int(config.wanet.k), s=float(config.wanet.s),
+        grid_rescale=float(config.wanet.grid_rescale),
+        patch_fraction=float(config.badnets.patch_fraction), position=config.badnets.position,
+        alpha=float(config.blended.alpha))
+    for field, value, allowed in (('attack.kind', spec.kind, triggers.KINDS),
+                                  ('target.mode', spec.target_mode, TARGET_MODES),
+                                  ('badnets.position', spec.position, triggers.POSITIONS)):
+      if value not in allowed:
+        raise ConfigError(f'{field}: expected one of {allowed}, got {value!r}')
+    return spec
+
+
+def split_counts(batch_size, pc, cross_ratio):
+  """(num_bd, num_cross) of a global batch, truncated exactly as the official code does."""
+  num_bd = int(batch_size * pc)
+  return num_bd, int(num_bd * cross_ratio)
+
+
+def attack_targets(spec, gaze):
+  """The attacker's (N, 2) target gaze for samples whose true gaze is `gaze`."""
+  if spec.target_mode == 'fixed':
+    return jnp.broadcast_to(jnp.asarray(spec.target_gaze, gaze.dtype), gaze.shape)
+  if spec.target_mode == 'offset':
+    return gaze + jnp.asarray(spec.target_offset, gaze.dtype)
+  return gaze * jnp.asarray([1.0, -1.0], gaze.dtype)  # 'mirror'
+
+
+def poison_batch(spec, trigger, images01, gaze, key, global_offset, global_batch):
+  """Poisons this device's slice of the global batch.
+
+  Args:
+    spec: the attack (static).
+    trigger: `triggers.make_trigger`'s state.
+    images01: (n, S, S, C) images in [0, 1], global rows global_offset .. global_offset+n-1.
+    gaze: (n, 2) true gaze.
+    key: PRNG key of the step, the same on every device (noise is folded per global row).
+    global_offset: global row of this slice's first sample (may be traced).
+    global_batch: global batch size (static).
+
+  Returns:
+    (images01, labels, roles): roles are int32 CLEAN, BACKDOOR or NOISE per sample.
+  """
+  if spec.kind == 'none':
+    num_bd = num_cross = 0
+  else:
+    cross_ratio = spec.cross_ratio if spec.kind == 'wanet' else 0.0  # Noise mode is WaNet's.
+    num_bd, num_cross = split_counts(global_batch, spec.pc, cross_ratio)
+  images01, gaze = jnp.asarray(images01), jnp.asarray(gaze)
+  n = images01.shape[0]
+  rows = global_offset + jnp.arange(n)
+  is_bd = rows < num_bd
+  is_noise = (rows >= num_bd) & (rows < num_bd + num_cross)
+  # Poisoned global rows [0, num_bd + num_cross) form a prefix of every device's slice
+  # (offsets are >= 0), so only a static-size prefix is ever warped.
+  images, labels = images01, gaze
+  if num_cross:
+    m = min(n, num_bd + num_cross)
+    noisy = triggers.apply_noise(spec, trigger, images01[:m], key, rows=rows[:m])
+    images = _replace_prefix(images, is_noise, noisy)
+  if num_bd:
+    triggered = triggers.apply_trigger(spec, trigger, images01[:min(n, num_bd)])
+    images = _replace_prefix(images, is_bd, triggered)
+    labels = jnp.where(is_bd[:, None], attack_targets(spec, gaze), gaze)
+  roles = jnp.where(is_bd, BACKDOOR, jnp.where(is_noise, NOISE, CLEAN)).astype(jnp.int32)
+  return images, labels, roles
+
+
+def _replace_prefix(images, mask, new):
+  """images with its first len(new) rows taken from `new` where `mask` is set."""
+  m = new.shape[0]
+  head = jnp.where(mask[:m, None, None, None], new.astype(images.dtype), images[:m])
+  return images.at[:m].set(head)
+
+
+def flip_augment(images01, gaze, key, rows):
+  """Flips each image left-right with probability 1/2 and negates its yaw accordingly.
+
+  Sample i's coin is `fold_in(key, rows[i])`: global rows make it device-count independent.
+  """
+  gaze = jnp.asarray(gaze)
+  flip = jax.vmap(lambda r: jax.random.bernoulli(jax.random.fold_in(key, r)))(rows)
+  images = jnp.where(flip[:, None, None, None], images01[:, :, ::-1], images01)
+  return images, gaze.at[:, 1].set(jnp.where(flip, -gaze[:, 1], gaze[:, 1]))
