@@ -11,6 +11,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax.training import train_state
 
@@ -89,7 +90,17 @@ def initial_state(config, steps_per_epoch):
     variables = pretrained.init_variables_from(source, variables)
   spec = poisoning.AttackSpec.from_config(config)
   trigger = triggers.make_trigger(spec, config.data.image_size)
-  return create_train_state(config, variables, steps_per_epoch), trigger
+  return replicate(create_train_state(config, variables, steps_per_epoch)), trigger
+
+
+def replicate(tree):
+  """Places a pytree on all local devices the way the pmapped step returns it.
+
+  Without this the first step's input (host values) and output (replicated arrays) differ
+  in placement and the step compiles twice.
+  """
+  mesh = jax.sharding.Mesh(np.array(jax.local_devices()), (AXIS,))
+  return jax.device_put(tree, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
 
 
 def to_unit_range(images):
@@ -148,8 +159,8 @@ def eval_step(state, batch, key, trigger, *, spec):
 def pmapped_train_step(spec, global_batch, flip):
   """train_step compiled for all local devices: (state, sharded batch, rng, trigger)."""
   step = functools.partial(train_step, spec=spec, global_batch=global_batch, flip=flip)
-  return jax.pmap(step, axis_name=AXIS, in_axes=(None, 0, None, None), out_axes=(None, None),
-                  donate_argnums=(0,))
+  # No buffer donation: an asynchronous checkpoint save may still be reading the old state.
+  return jax.pmap(step, axis_name=AXIS, in_axes=(None, 0, None, None), out_axes=(None, None))
 
 
 def pmapped_eval_step(spec):
