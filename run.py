@@ -8,6 +8,7 @@
   python run.py --mode=finetune --workdir runs/default --config.train.num_epochs=5
   python run.py --mode=sweep --sweep configs/sweeps/strength.py --workdir runs/sweep_strength
 """
+import contextlib
 import os
 import sys
 
@@ -17,9 +18,45 @@ from absl import logging
 from ml_collections import config_flags
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-config_flags.DEFINE_config_file('config', os.path.join(HERE, 'configs', 'wanet.py'),
-                                'ml-collections config file; override fields with '
-                                '--config.FIELD=VALUE.', lock_config=True)
+
+
+def fail(message):
+  """Reports a user mistake as one line, without a traceback, and exits with status 2."""
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(2)
+
+
+def unknown_override(error):
+  """One line for an --config.FIELD override of a field the config lacks, else None."""
+  while error.args and isinstance(error.args[0], Exception):  # AttributeError(KeyError(...)).
+    error = error.args[0]
+  name, _, hint = str(error.args[0] if error.args else '').partition('\n')
+  name = name.strip('\'"')
+  for arg in sys.argv[1:]:
+    flag = arg.split('=')[0]
+    if flag.startswith('--config.') and name in flag.split('.')[1:]:
+      return f'{flag}: the config has no field {name!r}. {hint}'.strip()
+  return None
+
+
+@contextlib.contextmanager
+def flag_errors():
+  """Bad flags and overrides of fields the config lacks as one `error:` line (exit 2)."""
+  try:
+    yield
+  except flags.Error as e:
+    fail(e)
+  except (AttributeError, KeyError) as e:  # How ml_collections reports an unknown field.
+    message = unknown_override(e)
+    if message is None:  # A bug in the config file.
+      raise
+    fail(message)
+
+
+with flag_errors():  # The overrides are looked up here, or else when the flags are parsed.
+  config_flags.DEFINE_config_file('config', os.path.join(HERE, 'configs', 'wanet.py'),
+                                  'ml-collections config file; override fields with '
+                                  '--config.FIELD=VALUE.', lock_config=True)
 flags.DEFINE_enum('mode', 'experiment',
                   ['experiment', 'train', 'predict', 'export', 'finetune', 'sweep'],
                   'experiment: clean control + poisoned model, one table, report.md; '
@@ -108,9 +145,14 @@ def main(argv):
       if 'report' in summary:  # Written by the chief process.
         print(f"report: {summary['report']}")
   except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+    fail(e)
+
+
+def parse_flags(argv):
+  """absl's flag parsing (app.run's flags_parser), errors as one line like a UserError's."""
+  with flag_errors():
+    return FLAGS(argv)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,152 @@
+"""Using a trained run on the user's own face crops: load the run, read images, predict gaze.
+
+A user who trained a model wants its gaze on new images, and for a poisoned run wants to
+see the backdoor act on them: `predict` optionally applies the run's saved trigger first,
+exactly as evaluation does. Images are resized to the run's input size by the dataset
+builder's own area-averaging resize, so they match what the model was trained on. Output
+rows give (pitch, yaw) in degrees and the 3-D unit gaze vector (`gaze.pitchyaw_to_vector`).
+"""
+import csv
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from gaze_jax import gaze
+from gaze_jax import poisoning
+from gaze_jax import runs
+from gaze_jax import train_step as ts
+from gaze_jax import triggers
+from gaze_jax.errors import UserError
+from tfds_mpiifacegaze import mpii_face_gaze_dataset_builder as builder
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
+COLUMNS = ('image', 'pitch_deg', 'yaw_deg', 'gaze_x', 'gaze_y', 'gaze_z')
+EXPERIMENT_RUNS = ('poisoned', 'clean')  # Run used for an experiment workdir, by preference.
+
+
+def find_run_dir(workdir):
+  """The run directory of `workdir`: itself, or its poisoned/ (else clean/) run."""
+  if not os.path.isdir(workdir):
+    raise UserError(f'workdir {workdir} does not exist')
+  if not os.path.exists(os.path.join(workdir, 'config.json')):
+    for name in EXPERIMENT_RUNS:
+      if os.path.isdir(os.path.join(workdir, name)):
+        return os.path.join(workdir, name)
+  return workdir
+
+
+def load_run(run_dir):
+  """(config, state, trigger) of the newest intact checkpoint in `run_dir`."""
+  config = runs.load_config(run_dir)
+  if not os.path.isdir(os.path.join(run_dir, 'checkpoints')):  # Don't create it here.
+    raise UserError(f'no checkpoint in {run_dir}; train it first')
+  state, trigger = runs.restore(run_dir, config)
+  return config, state, trigger
+
+
+def wants_trigger(config, kind):
+  """Whether `--trigger=kind` asks for the run's trigger: 'none', or the run's attack kind."""
+  if kind == 'none':
+    return False
+  if config.attack.kind not in ('none', kind):  # A clean run is refused by `predict`.
+    raise UserError(f"--trigger={kind}, but this run's attack is {config.attack.kind!r}; "
+                    f'use --trigger={config.attack.kind} or --trigger=none')
+  return True
+
+
+def _image_files(path):
+  if os.path.isdir(path):
+    found = sorted(os.path.join(path, f) for f in os.listdir(path)
+                   if f.lower().endswith(IMAGE_EXTENSIONS))
+    if not found:
+      raise UserError(f'no PNG or JPEG files in folder {path}')
+    return found
+  if not os.path.exists(path):
+    raise UserError(f'image path {path} does not exist')
+  return [path]
+
+
+def load_images(paths, image_size):
+  """(names, uint8 (N, S, S, 3)) of image files and folders of them, resized to S px.
+
+  A folder contributes its .png/.jpg/.jpeg files (not subfolders) in name order. Images
+  are converted to RGB and resized to S x S as the dataset is (a non-square crop is
+  stretched, so pass square face crops).
+  """
+  names, images = [], []
+  for path in paths:
+    for name in _image_files(path):
+      try:
+        with Image.open(name) as image:
+          rgb = image.convert('RGB')
+      except (OSError, ValueError) as e:  # PIL's UnidentifiedImageError is an OSError.
+        raise UserError(f'cannot read image {name}: {e}') from e
+      names.append(name)
+      images.append(builder.resize(np.asarray(rgb)[None], image_size)[0])
+  if not names:
+    raise UserError('no images given (--images PATH...)')
+  return names, np.stack(images)
+
+
+@functools.partial(jax.jit, static_argnames=('model', 'spec'))
+def _forward(variables, trigger, images_uint8, *, model, spec):
+  images = ts.to_unit_range(images_uint8)
+  if spec is not None:
+    images = triggers.apply_trigger(spec, trigger, images)
+  return model.apply(variables, images, train=False)
+
+
+def predict(config, state, trigger, images_uint8, apply_trigger):
+  """(N, 2) pitch, yaw in radians of uint8 images, optionally with the run's trigger applied."""
+  spec = poisoning.AttackSpec.from_config(config)
+  if apply_trigger and (spec.kind == 'none' or not trigger):
+    raise UserError('this run was trained without an attack (attack.kind='
+                    f"{spec.kind!r}), so it has no trigger to apply")
+  model = ts.make_model(config, axis_name=None)
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  forward = functools.partial(_forward, variables, trigger, model=model,
+                              spec=spec if apply_trigger else None)
+  n = len(images_uint8)
+  batch = min(config.eval.batch_size, n)
+  outputs = []
+  for start in range(0, n, batch):  # The last batch is padded: one compiled shape.
+    chunk = images_uint8[start:start + batch]
+    padded = np.concatenate([chunk, np.zeros((batch - len(chunk),) + chunk.shape[1:],
+                                             chunk.dtype)])
+    outputs.append(np.asarray(forward(padded))[:len(chunk)])
+  return np.concatenate(outputs)
+
+
+def rows(names, pitchyaw):
+  """One dict per image (COLUMNS): pitch and yaw in degrees and the unit gaze vector."""
+  degrees = np.degrees(pitchyaw)
+  vectors = np.asarray(gaze.pitchyaw_to_vector(jnp.asarray(pitchyaw)))
+  return [dict(zip(COLUMNS, (name, *map(float, d), *map(float, v))))
+          for name, d, v in zip(names, degrees, vectors)]
+
+
+def write_csv(path, table):
+  """Writes `rows`' output with a header line."""
+  try:
+    with open(path, 'w', newline='') as f:
+      writer = csv.DictWriter(f, fieldnames=COLUMNS)
+      writer.writeheader()
+      writer.writerows(table)
+  except OSError as e:
+    raise UserError(f'cannot write {path}: {e}') from e
+
+
+def format_table(table):
+  """`rows`' output as aligned plain text: degrees to 2 decimals, vectors to 4."""
+  lines = [list(COLUMNS)]
+  for row in table:
+    lines.append([row['image'], f"{row['pitch_deg']:.2f}", f"{row['yaw_deg']:.2f}",
+                  *(f'{row[c]:.4f}' for c in COLUMNS[3:])])
+  widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
+  return '\n'.join('  '.join([line[0].ljust(widths[0])] +
+                             [cell.rjust(w) for cell, w in zip(line[1:], widths[1:])])
+                   for line in lines)
