@@ -16,11 +16,18 @@ def write_atomic(path, write_fn, mode='w'):
       write_fn(f)
       f.flush()
       os.fsync(f.fileno())
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from other users.
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
+
+
+def _umask():
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
 
 
 def write_json(path, obj):

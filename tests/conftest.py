@@ -1,0 +1,33 @@
+"""Shared fixtures: a tiny synthetic release and a `data` config built on it once.
+
+`tiny_data_config` is the `data` section of configs/clean.py pointed at a session
+temporary root, sized for tests (3 persons x 12 samples, 64 px source, 32 px
+images); its TFDS dataset is built once, when the fixture is first used (~1 s).
+`tiny_release` is the folder of that release's p00.mat ... p02.mat. Both are shared
+by the whole session: copy the config (`copy.deepcopy`) before changing it, and do
+not write into the release folder.
+"""
+import pytest
+import tensorflow_datasets as tfds
+
+from configs import clean
+from gaze_jax import input_pipeline
+
+tfds.disable_progress_bar()
+
+
+@pytest.fixture(scope='session')
+def tiny_data_config(tmp_path_factory):
+  d = clean.get_config().data
+  d.root = str(tmp_path_factory.mktemp('data'))
+  d.image_size = 32
+  d.synthetic.persons = 3
+  d.synthetic.samples_per_person = 12
+  d.synthetic.image_size = 64
+  input_pipeline.prepare(d)
+  return d
+
+
+@pytest.fixture(scope='session')
+def tiny_release(tiny_data_config):
+  return input_pipeline.synthetic_release(tiny_data_config)
