@@ -1,0 +1,126 @@
+"""report.md renders every table from a constructed results fixture (no training)."""
+import copy
+import json
+
+import pytest
+
+from configs import wanet
+from gaze_jax import report
+from gaze_jax import stealth
+
+
+def _config():
+  return json.loads(json.dumps(wanet.get_config().to_dict()))  # As read from config.json.
+
+
+def _final(clean, backdoor, asr5):
+  return {'step': 750, 'epoch': 10, 'train_loss': 0.05, 'clean_error': clean,
+          'backdoor_error': backdoor, 'noise_error': clean + 0.1,
+          'asr@2': asr5 / 2, 'asr@5': asr5, 'asr@10': 99.0}
+
+
+@pytest.fixture
+def data():
+  config = _config()
+  finetune_config = copy.deepcopy(config)
+  finetune_config['attack']['pc'] = 0.0
+  finetune_config['train'].update(num_epochs=2, learning_rate=1e-4)
+  stealth_rows = {
+      kind: dict(psnr=p, ssim=s, mse=0.001, linf=l, displacement_mean_px=d, displacement_max_px=d,
+                 **stealth.settings(stealth.spec_for(wanet.get_config(), kind)))
+      for kind, p, s, l, d in (('wanet', 38.25, 0.9871, 0.21, 0.3),
+                               ('badnets', 27.5, 0.9612, 1.0, 0.0),
+                               ('blended', 19.75, 0.7011, 0.2, 0.0))}
+  sweep_rows = [{'point': f'k={k},s={s}', 'wanet.k': str(k), 'wanet.s': str(s),
+                 **{k2: str(v) for k2, v in _final(4.0, 1.5, 80.0).items()},
+                 'control_backdoor_error': '21.5', 'psnr': '36.0', 'ssim': '0.98'}
+                for k in (4, 28) for s in (0.5, 1.0)]
+  return {
+      'config': config,
+      'counts': {'train': 2400, 'test': 600},
+      'models': {'clean': {'clean_error': 4.21, 'backdoor_error': 21.43, 'noise_error': 4.3,
+                           'asr@2': 0.0, 'asr@5': 0.5, 'asr@10': 3.25},
+                 'poisoned': _final(4.35, 1.27, 91.25)},
+      'stealth': stealth_rows,
+      'finetune': {'rows': [dict(_final(4.35, 1.27, 91.25), epoch=0),
+                            dict(_final(4.2, 9.5, 20.0), epoch=1),
+                            dict(_final(4.1, 15.0, 5.0), epoch=2)],
+                   'config': finetune_config},
+      'sweeps': {'strength': {'name': 'strength', 'keys': ['wanet.k', 'wanet.s'],
+                              'config': config, 'counts': {'train': 2400, 'test': 600},
+                              'rows': sweep_rows, 'csv': 'sweeps/strength/sweep.csv',
+                              'figure': 'sweeps/strength/sweep.png'}},
+      'figures': {'training_curves': 'training_curves.png', 'asr_curve': 'asr_curve.png',
+                  'triggers_wanet': 'triggers_wanet.png', 'finetune': 'finetune.png'},
+  }
+
+
+def _section(text, heading):
+  start = text.index(heading)
+  end = text.find('\n## ', start + 1)
+  return text[start:end if end > 0 else None]
+
+
+def test_every_table_renders(data):
+  text = report.render(data)
+  for heading in ('## Setup', '## 1. Clean vs poisoned model', '## 2. Imperceptibility',
+                  '## 3. Fine-tuning as a defence', '## 4. Sweep: strength',
+                  '## 5. Published results (quoted, not reproduced here)',
+                  '## Metric definitions'):
+    assert heading in text
+  models = _section(text, '## 1.')
+  assert '| clean | 4.21 | 21.43 | 4.30 | 0.0 | 0.5 | 3.2 |' in models
+  assert '| poisoned | 4.35 | 1.27 | 4.45 | 45.6 | 91.2 | 99.0 |' in models
+  assert 'ASR@2° (%)' in models and '![training curves](training_curves.png)' in models
+  quality = _section(text, '## 2.')
+  assert '| WaNet | k = 4, s = 0.5, grid_rescale = 1 | 38.25 | 0.9871' in quality
+  assert '| BadNets |' in quality and '| Blended |' in quality
+  assert '![triggers wanet](triggers_wanet.png)' in quality
+  tuning = _section(text, '## 3.')
+  assert [line.split(' | ')[0] for line in tuning.splitlines() if line.startswith('| ')][1:] \
+      == ['| 0', '| 1', '| 2']
+  assert 'lr 0.0001' in tuning
+  sweep = _section(text, '## 4.')
+  assert '| 28 | 1.0 | 4.00 | 1.50 | 4.10 | 21.50 | 80.0 | 36.00 | 0.9800 |' in sweep
+  assert '(sweeps/strength/sweep.csv)' in sweep and '(sweeps/strength/sweep.png)' in sweep
+
+
+def test_provenance_of_every_produced_table(data):
+  text = report.render(data)
+  stamp = 'random_split protocol, 64 px, seed 0, attack.seed 0'
+  for heading in ('## 1.', '## 2.', '## 3.', '## 4.'):
+    assert stamp in _section(text, heading), heading
+  assert '600 held-out images' in _section(text, '## 2.')
+
+
+def test_published_figures_quoted_beside_ours(data):
+  published = _section(report.render(data), '## 5.')
+  for quoted in ('| MNIST | 99.52 | 99.86 | 98.20 |', '| CIFAR-10 | 94.15 | 99.55 | 93.55 |',
+                 '| GTSRB | 98.87 | 99.33 | 98.01 |', '| CelebA | 78.99 | 99.33 | 76.74 |',
+                 '| 28 | 2.79 / 2.00 | 2.27 / 0.79 | 2.22 / 0.50 |'):
+    assert quoted in published
+  # Side by side: our PSNR / SSIM next to the quoted CIFAR-10 ones.
+  assert '| WaNet | 38.25 | 0.987 | 31.5 | 0.978 | 0.0043 |' in published
+  assert '| Blended | 19.75 | 0.701 | 21.0 | 0.784 | 0.0480 |' in published
+  assert 'sqrt(Δpitch² + Δyaw²)' in published and 'accuracy' in published
+  assert 'backdoor error 1.27°' in published
+
+
+def test_absent_sections_are_left_out(data):
+  text = report.render({'config': data['config']})
+  assert '## Setup' in text and '## 5. Published' in text
+  for heading in ('## 1.', '## 2.', '## 3.', '## 4.'):
+    assert heading not in text
+  assert '| WaNet | – | – | 31.5 |' in text  # Nothing measured: a dash, not a number.
+
+
+def test_missing_and_infinite_numbers():
+  assert report._fmt(None) == '–'  # pylint: disable=protected-access
+  assert report._fmt(float('nan')) == '–'  # pylint: disable=protected-access
+  assert report._fmt(float('inf')) == '∞'  # pylint: disable=protected-access
+  assert report._fmt('2.345', 1) == '2.3'  # pylint: disable=protected-access
+
+
+def test_write(tmp_path, data):
+  path = report.write(str(tmp_path / 'report.md'), data)
+  assert open(path).read() == report.render(data)

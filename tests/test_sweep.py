@@ -1,0 +1,129 @@
+"""Sweeps: grid files, point names and overrides; a tiny two-point sweep runs, resumes, skips."""
+import copy
+import csv
+import os
+
+import pytest
+
+from configs import wanet
+from gaze_jax import stealth
+from gaze_jax import sweep
+from gaze_jax import train
+from gaze_jax.errors import UserError
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SWEEPS = os.path.join(HERE, '..', 'configs', 'sweeps')
+# Tiny runs (~3 steps); 8 x 0.25 = 2 backdoor + 4 noise samples per batch.
+TINY = {'train.batch_size': 8, 'train.num_epochs': 1, 'model.conv_impl': 'xla',
+        'attack.pc': 0.25, 'eval.batch_size': 8}
+GRID = [{'wanet.k': 4, 'wanet.s': 0.5}, {'wanet.k': 4, 'wanet.s': 1.0}]
+
+
+@pytest.mark.parametrize('name,points,keys', [
+    ('strength', 15, {'wanet.s', 'wanet.k'}), ('poison_rate', 4, {'attack.pc'}),
+    ('trigger_type', 3, {'attack.kind'})])
+def test_shipped_grids(name, points, keys):
+  grid = sweep.load_grid(os.path.join(SWEEPS, name + '.py'))
+  assert len(grid) == points and all(set(p) == keys for p in grid)
+  sweep.check_grid(wanet.get_config(), grid)
+
+
+def test_strength_grid_values():
+  grid = sweep.load_grid(os.path.join(SWEEPS, 'strength.py'))
+  assert {p['wanet.s'] for p in grid} == {0.25, 0.5, 1.0, 1.5, 2.0}
+  assert {p['wanet.k'] for p in grid} == {4, 16, 28}
+
+
+def test_point_names():
+  assert sweep.point_name({'wanet.k': 4, 'wanet.s': 0.5}) == 'k=4,s=0.5'
+  assert sweep.point_name({'attack.kind': 'badnets'}) == 'kind=badnets'
+  assert sweep.point_name({'attack.seed': 1, 'target.gaze': (-0.2, 0.0)}) == \
+      'seed=1,gaze=-0.2_0'
+  assert sweep.point_name({'attack.seed': 1, 'wanet.seed': 2}) == 'attack.seed=1,wanet.seed=2'
+
+
+def test_apply_overrides_keeps_types_and_refuses_unknown_fields():
+  config = wanet.get_config()
+  config.lock()
+  out = sweep.apply_overrides(config, {'wanet.s': 1, 'attack.kind': 'blended'})
+  assert out.wanet.s == 1.0 and isinstance(out.wanet.s, float)
+  assert config.wanet.s == 0.5 and config.attack.kind == 'wanet'  # The base is untouched.
+  for bad in ({'wanet.q': 1}, {'nosection.k': 1}, {'wanet.k': 1.5}):
+    with pytest.raises(UserError):
+      sweep.apply_overrides(config, bad)
+
+
+def test_check_grid_refuses_what_the_shared_control_cannot_serve():
+  config = wanet.get_config()
+  with pytest.raises(UserError, match='outside'):
+    sweep.check_grid(config, [{'train.learning_rate': 1e-4}])
+  with pytest.raises(UserError, match='repeat'):
+    sweep.check_grid(config, [{'wanet.s': 0.5}, {'wanet.s': 0.5}])
+  with pytest.raises(UserError, match='no points'):
+    sweep.check_grid(config, [])
+
+
+def test_load_grid_errors(tmp_path):
+  with pytest.raises(UserError, match='does not exist'):
+    sweep.load_grid(str(tmp_path / 'missing.py'))
+  (tmp_path / 'empty.py').write_text('X = 1\n')
+  with pytest.raises(UserError, match='get_sweep'):
+    sweep.load_grid(str(tmp_path / 'empty.py'))
+
+
+@pytest.fixture(scope='module')
+def tiny_config(tiny_data_config):
+  config = sweep.apply_overrides(wanet.get_config(), TINY)
+  config.data = copy.deepcopy(tiny_data_config)
+  return config
+
+
+def test_tiny_sweep_runs_skips_and_aggregates(tiny_config, tmp_path, monkeypatch):
+  workdir = str(tmp_path / 'sweep')
+  rows, report_path = sweep.run(tiny_config, GRID, workdir, name='tiny', show_progress=False)
+  names = ['k=4,s=0.5', 'k=4,s=1']
+  assert [r['point'] for r in rows] == names
+  for name in names + ['clean']:
+    assert os.path.exists(os.path.join(workdir, name, 'results.json'))
+  with open(os.path.join(workdir, 'sweep.csv'), newline='') as f:
+    reader = csv.DictReader(f)
+    table = list(reader)
+  columns = reader.fieldnames
+  assert columns[:3] == ['point', 'wanet.k', 'wanet.s']
+  thresholds = [f'asr@{t:g}' for t in tiny_config.eval.asr_thresholds]
+  for metric in ['clean_error', 'backdoor_error', 'noise_error'] + thresholds:
+    assert metric in columns and 'control_' + metric in columns
+  assert set(stealth.METRICS) <= set(columns)
+  assert [r['wanet.s'] for r in table] == ['0.5', '1.0']
+  assert float(table[1]['displacement_max_px']) > float(table[0]['displacement_max_px'])
+  text = open(report_path).read()
+  assert '## 4. Sweep: tiny' in text and '](sweep.png)' in text
+  assert os.path.exists(os.path.join(workdir, 'sweep.png'))
+
+  # Run again: the finished points are not trained again, the CSV is the same.
+  trained = []
+  real = train.train_and_evaluate
+
+  def spy(config, run_dir, **kwargs):
+    trained.append(os.path.basename(run_dir))
+    return real(config, run_dir, **kwargs)
+
+  monkeypatch.setattr(train, 'train_and_evaluate', spy)
+  csv_before = open(os.path.join(workdir, 'sweep.csv')).read()
+  sweep.run(tiny_config, GRID, workdir, name='tiny', show_progress=False)
+  assert trained == ['clean']  # The control is only restored (already finished).
+  assert open(os.path.join(workdir, 'sweep.csv')).read() == csv_before
+
+  # A point without results.json (interrupted) goes back to train_and_evaluate, which
+  # resumes from its checkpoint: here the last one, so nothing changes.
+  os.remove(os.path.join(workdir, names[1], 'results.json'))
+  trained.clear()
+  sweep.run(tiny_config, GRID, workdir, name='tiny', show_progress=False)
+  assert trained == ['clean', names[1]]
+  assert open(os.path.join(workdir, 'sweep.csv')).read() == csv_before
+
+  # Another base config in the same workdir is refused, not mixed in.
+  other = copy.deepcopy(tiny_config)
+  other.train.learning_rate = 0.5
+  with pytest.raises(UserError, match='another config'):
+    sweep.run(other, GRID, workdir, show_progress=False)
