@@ -38,7 +38,6 @@ def run(workdir, overrides=None, show_progress=True):
                     f'(python run.py --workdir {workdir})')
   config = finetune_config(poisoned_dir, overrides)
   run_dir = os.path.join(workdir, 'finetune')
-  sweep.check_same_config(run_dir, config, f'remove {run_dir} to fine-tune with new settings')
   train.train_and_evaluate(config, run_dir, show_progress=show_progress)
   path = experiment.write_report(workdir)
   return experiment.finetune_rows(workdir)['rows'], path

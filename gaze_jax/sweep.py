@@ -82,16 +82,6 @@ def apply_overrides(config, overrides):
   return config
 
 
-def check_same_config(run_dir, config, advice):
-  """Refuses to resume or reuse `run_dir` if it was started with another config."""
-  path = os.path.join(run_dir, 'config.json')
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    if json.load(f) != json.loads(json.dumps(config.to_dict())):
-      raise UserError(f'{run_dir} was started with another config; {advice}')
-
-
 def check_grid(config, grid):
   """Refuses an empty grid, non-attack overrides and points that share a directory."""
   if not grid:
@@ -120,7 +110,6 @@ def run(config, grid, workdir, name=None, show_progress=True):
   check_grid(config, grid)
   name = name or os.path.basename(os.path.normpath(workdir))
   clean_dir = os.path.join(workdir, 'clean')
-  check_same_config(clean_dir, experiment.clean_config(config), 'use a new sweep workdir')
   control = train.train_and_evaluate(experiment.clean_config(config), clean_dir,
                                      show_progress=show_progress)
   files.write_json(os.path.join(workdir, 'sweep.json'), {
@@ -143,7 +132,7 @@ def run(config, grid, workdir, name=None, show_progress=True):
 
 
 def _point(config, overrides, run_dir, clean_dir, shared, show_progress):
-  check_same_config(run_dir, config, 'use a new sweep workdir')
+  train.check_same_config(run_dir, config)  # Also for finished points, which are skipped.
   results_path = os.path.join(run_dir, 'results.json')
   if os.path.exists(results_path):
     with open(results_path) as f:

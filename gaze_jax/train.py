@@ -4,6 +4,7 @@ A run is a pure function of its config: the batch at step n depends only on (see
 the poisoning keys on (seed, n), and the trigger on attack.seed, so resuming from any
 checkpoint reproduces the uninterrupted run bit for bit.
 """
+import json
 import os
 import time
 
@@ -36,7 +37,31 @@ def train_and_evaluate(config, workdir, show_progress=True):
   except OSError as e:
     raise UserError(f'cannot create workdir {workdir}: {e}') from e
   with WorkdirLock(workdir):
+    check_same_config(workdir, config)
     return _train(config, workdir, show_progress)
+
+
+def check_same_config(workdir, config):
+  """Refuses to resume (or skip) a run that was started with another config."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    saved = json.load(f)
+  new = json.loads(json.dumps(config.to_dict()))
+  if saved != new:
+    changed = sorted(_differences(saved, new))
+    raise UserError(f'{workdir} was started with another config (differs in {", ".join(changed)}); '
+                    'use another --workdir, or remove this one to start afresh')
+
+
+def _differences(a, b, prefix=''):
+  for key in sorted(set(a) | set(b)):
+    x, y = a.get(key), b.get(key)
+    if isinstance(x, dict) and isinstance(y, dict):
+      yield from _differences(x, y, prefix + key + '.')
+    elif x != y:
+      yield prefix + key
 
 
 def _train(config, workdir, show_progress):

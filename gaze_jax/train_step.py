@@ -63,7 +63,8 @@ def make_model(config, axis_name=AXIS):
 def init_variables(config, rng):
   """Freshly initialised model variables (params and batch_stats) for the config's image size."""
   size = config.data.image_size
-  return make_model(config, axis_name=None).init(rng, jnp.zeros((1, size, size, 3)), train=False)
+  init = jax.jit(functools.partial(make_model(config, axis_name=None).init, train=False))
+  return init(rng, jnp.zeros((1, size, size, 3)))
 
 
 def create_train_state(config, variables, steps_per_epoch):
