@@ -1,0 +1,210 @@
+"""Train-step throughput of the JAX gaze regressor vs a PyTorch reference, and vs the hardware.
+
+For every image size, batch, convolution lowering (`model.conv_impl`) and data kind (clean,
+or WaNet-poisoned inside the step) it compiles the project's real pmapped train step
+(`gaze_jax.train_step`) on one device and reports the compile time, the median images/s of
+`--steps` steps after `--warmup` untimed ones, the FLOPs per training image from XLA's cost
+analysis of the plain-`nn.Conv` step and the fraction of the machine's measured float32
+matmul GFLOP/s that the step reaches. Then, in a subprocess (so the two frameworks never
+share a thread pool), the same step in PyTorch (`torch_reference.py`), and the ratio.
+
+By default the script re-executes itself with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (glibc
+then backs large allocations with transparent huge pages, which cuts the page faults of
+XLA's per-step temporary buffers); the PyTorch subprocess inherits the same environment.
+`--no-hugetlb` measures without it.
+
+  python -m benchmarks.bench_train_step                     # 64 and 224 px, batch 32 (~12 min)
+  python -m benchmarks.bench_train_step --quick             # 64 px only, fewer steps (< 2 min)
+  python -m benchmarks.bench_train_step --batches 32,128    # adds batch 128
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from configs import clean
+from gaze_jax import poisoning
+from gaze_jax import train_step as ts
+from gaze_jax import triggers
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+HUGETLB = 'glibc.malloc.hugetlb=1'
+
+
+def _ensure_hugetlb():
+  """Re-executes this command with glibc's huge-page tunable set, unless it already is."""
+  tunables = os.environ.get('GLIBC_TUNABLES', '')
+  if HUGETLB in tunables:
+    return
+  env = dict(os.environ, GLIBC_TUNABLES=':'.join(filter(None, [tunables, HUGETLB])))
+  os.execve(sys.executable, sys.orig_argv, env)
+
+
+def matmul_gflops(n=2048, repeats=10):
+  """Best float32 (n x n) @ (n x n) GFLOP/s of XLA over `repeats` runs."""
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  matmul = jax.jit(jnp.matmul)
+  matmul(a, a).block_until_ready()
+  best = float('inf')
+  for _ in range(repeats):
+    start = time.perf_counter()
+    matmul(a, a).block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  return 2 * n**3 / best / 1e9
+
+
+def _config(size, batch, conv_impl, poison, dtype, optimizer):
+  config = clean.get_config()
+  config.data.image_size = size
+  config.train.batch_size = batch
+  config.train.optimizer = optimizer
+  config.model.conv_impl = conv_impl
+  config.model.dtype = dtype
+  config.attack.kind = poison
+  return config
+
+
+def _flops(cost):
+  """Total 'flops' of a compiled executable's cost analysis (a dict or a list of them)."""
+  costs = cost if isinstance(cost, (list, tuple)) else [cost]
+  return sum(float(c.get('flops', 0.0)) for c in costs if c)
+
+
+def _step_inputs(config):
+  """(pmapped step, state, sharded batch, key, trigger) of the project's train step."""
+  size, batch = config.data.image_size, config.train.batch_size
+  spec = poisoning.AttackSpec.from_config(config)
+  state = ts.create_train_state(config, ts.init_variables(config, jax.random.key(0)),
+                                steps_per_epoch=100)
+  rng = np.random.default_rng(0)
+  arrays = ts.shard({
+      'image': rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8),
+      'gaze': rng.uniform(-0.5, 0.5, (batch, 2)).astype(np.float32)})
+  step = ts.pmapped_train_step(spec, batch, flip=False)
+  return step, state, arrays, jax.random.key(1), triggers.make_trigger(spec, size)
+
+
+def model_flops(size, batch, poison, dtype, optimizer):
+  """FLOPs of one step of the plain nn.Conv model, from XLA's cost analysis (no compile)."""
+  step, *inputs = _step_inputs(_config(size, batch, 'xla', poison, dtype, optimizer))
+  return _flops(step.lower(*inputs).cost_analysis())
+
+
+def measure_jax(size, batch, conv_impl, poison, dtype, optimizer, steps, warmup):
+  """Compile seconds and the median wall and CPU seconds per step of the train step."""
+  config = _config(size, batch, conv_impl, poison, dtype, optimizer)
+  step, state, arrays, key, trigger = _step_inputs(config)
+  start = time.perf_counter()
+  compiled = step.lower(state, arrays, key, trigger).compile()
+  compile_s = time.perf_counter() - start
+  for _ in range(warmup):
+    state, metrics = compiled(state, arrays, key, trigger)
+  jax.block_until_ready(metrics)
+  wall, cpu = [], []
+  for _ in range(steps):
+    start, start_cpu = time.perf_counter(), time.process_time()
+    state, metrics = compiled(state, arrays, key, trigger)
+    jax.block_until_ready((state, metrics))
+    wall.append(time.perf_counter() - start)
+    cpu.append(time.process_time() - start_cpu)
+  if not np.isfinite(float(metrics['loss'])):
+    raise FloatingPointError(f'non-finite loss at {size} px, {conv_impl}, {poison}')
+  return compile_s, statistics.median(wall), statistics.median(cpu)
+
+
+def run_torch(args):
+  """The PyTorch reference's JSON lines (matmul GFLOP/s first), or None without torch."""
+  command = [sys.executable, os.path.join(HERE, 'torch_reference.py'), '--matmul',
+             '--sizes', args.sizes, '--batches', args.batches, '--steps', str(args.steps),
+             '--warmup', str(args.warmup), '--optimizer', args.optimizer,
+             '--poison', ','.join('clean' if p == 'none' else p for p in args.poison.split(','))]
+  try:
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+  except subprocess.CalledProcessError as e:
+    if 'No module named' in e.stderr and 'torch' in e.stderr:
+      print('PyTorch not installed (pip install torch==2.13.0): no reference column.')
+      return None
+    raise RuntimeError(f'torch_reference.py failed:\n{e.stderr}') from e
+  return [json.loads(line) for line in out.splitlines() if line.startswith('{')]
+
+
+def main(argv):
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--sizes', default='64,224', help='image sizes, px')
+  parser.add_argument('--batches', default='32', help='global batch sizes, e.g. 32,128')
+  parser.add_argument('--impls', default='xla,im2col', help='model.conv_impl values')
+  parser.add_argument('--poison', default='none,wanet', help='attack.kind values')
+  parser.add_argument('--steps', type=int, default=10, help='timed steps (median)')
+  parser.add_argument('--warmup', type=int, default=2, help='untimed steps after compiling')
+  parser.add_argument('--dtype', default='float32', help="model.dtype: float32 | bfloat16")
+  parser.add_argument('--optimizer', default='adam', choices=('adam', 'sgd'))
+  parser.add_argument('--no-torch', action='store_true', help='skip the PyTorch reference')
+  parser.add_argument('--no-hugetlb', action='store_true',
+                      help='do not set GLIBC_TUNABLES=glibc.malloc.hugetlb=1')
+  parser.add_argument('--quick', action='store_true',
+                      help='64 px, batch 32, 10 steps after 1 warm-up (< 2 minutes)')
+  args = parser.parse_args(argv)
+  if not args.no_hugetlb:
+    _ensure_hugetlb()
+  if args.quick:
+    args.sizes, args.batches, args.steps, args.warmup = '64', '32', 10, 1
+
+  load_before = os.getloadavg()[0]
+  peak = matmul_gflops()
+  print(f'# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; '
+        f'jax {jax.__version__} on {jax.devices()[0].platform}; '
+        f'GLIBC_TUNABLES={os.environ.get("GLIBC_TUNABLES", "")!r}; dtype {args.dtype}; '
+        f'{args.optimizer}; load average {load_before:.1f}', flush=True)
+  rows, flops = [], {}
+  for size in map(int, args.sizes.split(',')):
+    for batch in map(int, args.batches.split(',')):
+      for poison in args.poison.split(','):
+        flops[size, batch, poison] = model_flops(size, batch, poison, args.dtype,
+                                                 args.optimizer)
+        for impl in args.impls.split(','):
+          compile_s, step_s, cpu_s = measure_jax(size, batch, impl, poison, args.dtype,
+                                                 args.optimizer, args.steps, args.warmup)
+          rows.append(dict(size=size, batch=batch, poison=poison, impl=impl,
+                           compile_s=compile_s, step_s=step_s, cpu_s=cpu_s))
+          print(f'  {size} px, batch {batch}, {poison}, {impl}: {step_s * 1e3:.0f} ms/step, '
+                f'compiled in {compile_s:.1f} s', flush=True)
+  reference = None if args.no_torch else run_torch(args)
+  torch_rows = {}
+  if reference:
+    peak = max(peak, reference[0]['matmul_gflops'])
+    for r in reference[1:]:
+      torch_rows[r['size'], r['batch'], 'none' if r['poison'] == 'clean' else r['poison']] = r
+  load_after = os.getloadavg()[0]
+
+  print(f'\nhardware limit: {peak:.0f} GFLOP/s (best float32 2048^3 matmul, XLA or PyTorch); '
+        'GFLOP/img: XLA cost analysis of the plain nn.Conv step')
+  print('| px | batch | data | conv_impl | compile s | ms/step | CPU s/step | img/s | '
+        'PyTorch img/s (CPU s/step) | JAX / PyTorch | GFLOP/img | % of peak |')
+  print('|---|---|---|---|---|---|---|---|---|---|---|---|')
+  for r in rows:
+    key = (r['size'], r['batch'], r['poison'])
+    ips = r['batch'] / r['step_s']
+    gflop_img = flops[key] / r['batch'] / 1e9
+    ref = torch_rows.get(key)
+    ref_cols = (f"{ref['images_per_s']:.1f} ({ref['cpu_s']:.2f}) | "
+                f"{ips / ref['images_per_s']:.2f}x" if ref else '– | –')
+    print(f"| {r['size']} | {r['batch']} | {'clean' if r['poison'] == 'none' else r['poison']} "
+          f"| {r['impl']} | {r['compile_s']:.1f} | {r['step_s'] * 1e3:.0f} | {r['cpu_s']:.2f} | "
+          f'{ips:.1f} | {ref_cols} | {gflop_img:.2f} | {100 * gflop_img * ips / peak:.0f}% |')
+  if max(load_before, load_after) > 0.5 * os.cpu_count():
+    print(f'\nWARNING: load average {load_before:.1f} before, {load_after:.1f} after: other '
+          'processes shared the CPUs, so these throughputs are low and noisy (PyTorch, whose '
+          'OpenMP threads spin, suffers most). Compare the CPU s/step columns, or rerun on an '
+          'idle machine.')
+
+
+if __name__ == '__main__':
+  main(sys.argv[1:])

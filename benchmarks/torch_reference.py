@@ -1,0 +1,180 @@
+"""PyTorch reference train step: the same ResNet-18 gaze regressor, loss and optimizer.
+
+A plain torchvision-style ResNet-18 (written out, so torchvision is not needed) with a
+Linear(512, 2) head, L1 loss and the optimizer of the JAX benchmark, timed the same way:
+median of `--steps` steps after `--warmup` untimed ones. With `--poison wanet` every batch
+is poisoned as the official WaNet code does it (`grid_sample` on a repeated fixed grid for
+the backdoor samples, the grid plus random noise for the cross samples). `bench_train_step.py`
+runs this script in a subprocess so the two frameworks never share a thread pool; prints
+one JSON object per measurement. Optional dependency: `pip install torch==2.13.0`.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+class BasicBlock(nn.Module):
+  """torchvision's BasicBlock."""
+
+  def __init__(self, inplanes, planes, stride):
+    super().__init__()
+    self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+    self.bn1 = nn.BatchNorm2d(planes)
+    self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+    self.bn2 = nn.BatchNorm2d(planes)
+    self.downsample = None
+    if stride != 1 or inplanes != planes:
+      self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride, bias=False),
+                                      nn.BatchNorm2d(planes))
+
+  def forward(self, x):
+    identity = x if self.downsample is None else self.downsample(x)
+    y = F.relu(self.bn1(self.conv1(x)))
+    return F.relu(self.bn2(self.conv2(y)) + identity)
+
+
+class ResNet18Gaze(nn.Module):
+  """ResNet-18 with Linear(512, 2): images in [0, 1] (normalised inside) -> (pitch, yaw)."""
+
+  def __init__(self):
+    super().__init__()
+    self.register_buffer('mean', torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+    self.register_buffer('std', torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+    self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+    self.bn1 = nn.BatchNorm2d(64)
+    layers, inplanes = [], 64
+    for stage, planes in enumerate((64, 128, 256, 512)):
+      stride = 1 if stage == 0 else 2
+      layers += [BasicBlock(inplanes, planes, stride), BasicBlock(planes, planes, 1)]
+      inplanes = planes
+    self.layers = nn.Sequential(*layers)
+    self.fc = nn.Linear(512, 2)
+
+  def forward(self, x):
+    x = (x - self.mean) / self.std
+    x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
+    x = self.layers(x)
+    return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def wanet_grid(size, k=4, s=0.5, seed=0):
+  """The official WaNet trigger: a k x k noise field upsampled bicubically to a warp grid."""
+  gen = torch.Generator().manual_seed(seed)
+  ins = torch.rand(1, 2, k, k, generator=gen) * 2 - 1
+  ins = ins / torch.mean(torch.abs(ins))
+  noise_grid = F.interpolate(ins, size=size, mode='bicubic',
+                             align_corners=True).permute(0, 2, 3, 1)
+  array = torch.linspace(-1, 1, steps=size)
+  x, y = torch.meshgrid(array, array, indexing='ij')
+  identity_grid = torch.stack((y, x), 2)[None, ...]
+  return identity_grid, noise_grid, s
+
+
+def wanet_poison(images, labels, trigger, pc=0.1, cross_ratio=2.0,
+                 target=(-0.2, 0.0)):
+  """The official WaNet training-batch poisoning (backdoor + noise-mode samples)."""
+  identity_grid, noise_grid, s = trigger
+  bs, size = images.shape[0], images.shape[-1]
+  num_bd, num_cross = int(bs * pc), int(bs * pc * cross_ratio)
+  grid_temps = torch.clamp(identity_grid + s * noise_grid / size, -1, 1)
+  ins = torch.rand(num_cross, size, size, 2, device=images.device) * 2 - 1
+  grid_temps2 = torch.clamp(grid_temps.repeat(num_cross, 1, 1, 1) + ins / size, -1, 1)
+  inputs_bd = F.grid_sample(images[:num_bd], grid_temps.repeat(num_bd, 1, 1, 1),
+                            align_corners=True)
+  inputs_cross = F.grid_sample(images[num_bd:num_bd + num_cross], grid_temps2,
+                               align_corners=True)
+  targets_bd = torch.tensor(target, dtype=labels.dtype, device=labels.device).expand(num_bd, 2)
+  images = torch.cat([inputs_bd, inputs_cross, images[num_bd + num_cross:]])
+  labels = torch.cat([targets_bd, labels[num_bd:]])
+  return images, labels
+
+
+def measure(size, batch, steps, warmup, poison, optimizer, channels_last=False,
+            device='cpu', autocast_dtype=None):
+  """Median images/s, wall and process CPU seconds per step of the train step, as a dict."""
+  torch.manual_seed(0)
+  torch.backends.cudnn.benchmark = True  # Lets cuDNN pick its fastest kernels (GPU only).
+  model = ResNet18Gaze().to(device)
+  memory_format = torch.channels_last if channels_last else torch.contiguous_format
+  model = model.to(memory_format=memory_format)
+  if optimizer == 'adam':
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+  else:
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+  images = torch.rand(batch, 3, size, size, device=device)
+  labels = torch.rand(batch, 2, device=device) - 0.5
+  trigger = tuple(t.to(device) if torch.is_tensor(t) else t for t in wanet_grid(size))
+  sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
+
+  def step():
+    x, y = images, labels
+    if poison == 'wanet':
+      with torch.no_grad():
+        x, y = wanet_poison(x, y, trigger)
+    x = x.contiguous(memory_format=memory_format)
+    with torch.autocast(device, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+      loss = F.l1_loss(model(x).float(), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+  model.train()
+  for _ in range(warmup):
+    step()
+  sync()
+  times, cpu_times = [], []
+  for _ in range(steps):
+    start, start_cpu = time.perf_counter(), time.process_time()
+    step()
+    sync()
+    times.append(time.perf_counter() - start)
+    cpu_times.append(time.process_time() - start_cpu)
+  median = statistics.median(times)
+  return {'size': size, 'batch': batch, 'poison': poison, 'step_s': median,
+          'images_per_s': batch / median, 'cpu_s': statistics.median(cpu_times),
+          'threads': torch.get_num_threads()}
+
+
+def matmul_gflops(n=2048, repeats=10):
+  """Best float32 (n x n) @ (n x n) GFLOP/s over `repeats` runs."""
+  a, b = torch.rand(n, n), torch.rand(n, n)
+  a @ b
+  best = float('inf')
+  for _ in range(repeats):
+    start = time.perf_counter()
+    a @ b
+    best = min(best, time.perf_counter() - start)
+  return 2 * n**3 / best / 1e9
+
+
+def main(argv):
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--sizes', default='64,224')
+  parser.add_argument('--batches', default='32')
+  parser.add_argument('--poison', default='clean,wanet')
+  parser.add_argument('--steps', type=int, default=10)
+  parser.add_argument('--warmup', type=int, default=2)
+  parser.add_argument('--optimizer', choices=('adam', 'sgd'), default='adam')
+  parser.add_argument('--channels-last', action='store_true')
+  parser.add_argument('--matmul', action='store_true', help='also measure matmul GFLOP/s')
+  args = parser.parse_args(argv)
+  if args.matmul:
+    print(json.dumps({'matmul_gflops': matmul_gflops()}), flush=True)
+  for size in map(int, args.sizes.split(',')):
+    for batch in map(int, args.batches.split(',')):
+      for poison in args.poison.split(','):
+        result = measure(size, batch, args.steps, args.warmup, poison, args.optimizer,
+                         args.channels_last)
+        result['pid'] = os.getpid()
+        print(json.dumps(result), flush=True)
+
+
+if __name__ == '__main__':
+  main(sys.argv[1:])

@@ -1,0 +1,224 @@
+"""Convolution and max-pool lowerings that make the ResNet train step fast on XLA:CPU.
+
+They compute what `nn.Conv` / `nn.max_pool` compute (checked in tests/test_lowering.py);
+only the operations XLA:CPU is given change. Measured on 2 cores (benchmarks/), XLA:CPU is
+slow at three parts of a ResNet-18 train step:
+
+- convolutions on tiny maps: a 3x3 conv with 512 channels on a 2x2 map takes ~100x longer
+  than im2col + one matmul, and its input gradient too. `conv2d` uses im2col + matmul for
+  maps of at most `_IM2COL_MAX_PIXELS` output pixels and XLA's own convolution (which is
+  fast) elsewhere; the input gradient likewise, up to `_COL2IM_MAX_PIXELS`.
+- the weight gradient: XLA's transposed convolution runs at ~1/4 of the forward's speed, and
+  one im2col of the whole batch moves kernel-size times the activations through memory.
+  `conv2d`'s custom VJP loops over chunks of images whose patch matrix fits in cache
+  (`_CHUNK_BYTES`) and accumulates one (F, M) x (M, K) matmul per chunk.
+- the max-pool gradient (`select_and_scatter`): `max_pool`'s custom VJP routes each output
+  gradient to the first maximum of its window (PyTorch's rule) in elementwise passes.
+
+`Im2ColConv` is a drop-in for 2-D `flax.linen.Conv` with the same parameter names, shapes
+and initialisers, so checkpoints load into either lowering.
+"""
+import functools
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+from jax import lax
+import jax.numpy as jnp
+
+_DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
+_IM2COL_MAX_PIXELS = 25   # Forward: im2col + matmul up to 5x5 output maps.
+_COL2IM_MAX_PIXELS = 49   # Input gradient: matmul + col2im up to 7x7 output maps.
+_CHUNK_BYTES = 8 * 2**20  # Patch-matrix bytes per weight-gradient chunk.
+Pads = tuple[tuple[int, int], tuple[int, int]]
+
+
+def _pairs(value, name) -> tuple[int, int]:
+  if isinstance(value, int):
+    return (value, value)
+  value = tuple(value)
+  if len(value) != 2:
+    raise ValueError(f'{name}: expected an int or 2 ints, got {value!r}')
+  return value
+
+
+def _explicit_padding(padding, in_hw, window, strides) -> Pads:
+  """'SAME' / 'VALID' / int / per-dimension ints or (low, high) pairs -> 2 pairs."""
+  if isinstance(padding, str):
+    if padding.upper() not in ('SAME', 'VALID'):
+      raise ValueError(f"padding: only 'SAME', 'VALID' or explicit pads, got {padding!r}")
+    return tuple(tuple(p) for p in lax.padtype_to_pads(in_hw, window, strides,
+                                                       padding.upper()))
+  if isinstance(padding, int):
+    return ((padding, padding),) * 2
+  pads = tuple((p, p) if isinstance(p, int) else tuple(p) for p in padding)
+  if len(pads) != 2 or any(len(p) != 2 for p in pads):
+    raise ValueError(f'padding: expected 2 spatial dimensions, got {padding!r}')
+  return pads
+
+
+def _out_hw(in_hw, window, strides, pads):
+  return tuple((size + lo + hi - k) // s + 1
+               for size, k, s, (lo, hi) in zip(in_hw, window, strides, pads))
+
+
+def _taps(x, window, strides, pads, pad_value=0.0):
+  """The window's taps in row-major order: strided views (N, Ho, Wo, C) of padded `x`."""
+  ho, wo = _out_hw(x.shape[1:3], window, strides, pads)
+  xp = lax.pad(x, jnp.array(pad_value, x.dtype),
+               ((0, 0, 0), pads[0] + (0,), pads[1] + (0,), (0, 0, 0)))
+  return [lax.slice(xp, (0, i, j, 0),
+                    (x.shape[0], i + strides[0] * (ho - 1) + 1,
+                     j + strides[1] * (wo - 1) + 1, x.shape[3]),
+                    (1, strides[0], strides[1], 1))
+          for i in range(window[0]) for j in range(window[1])]
+
+
+def _untap(tap_grads, x_shape, window, strides, pads):
+  """Adjoint of `_taps`: sums per-tap gradients back onto the unpadded input."""
+  h, w = x_shape[1:3]
+  total = None
+  for t, g in enumerate(tap_grads):
+    i, j = divmod(t, window[1])
+    ho, wo = g.shape[1:3]
+    # Tap (i, j) of output (a, b) read input (i - top + stride * a, j - left + stride * b):
+    # interior padding spreads the rows and columns, edge padding shifts and crops them.
+    rows = (i - pads[0][0], h - (i - pads[0][0]) - strides[0] * (ho - 1) - 1, strides[0] - 1)
+    cols = (j - pads[1][0], w - (j - pads[1][0]) - strides[1] * (wo - 1) - 1, strides[1] - 1)
+    placed = lax.pad(g, jnp.zeros((), g.dtype), ((0, 0, 0), rows, cols, (0, 0, 0)))
+    total = placed if total is None else total + placed
+  return total
+
+
+def _patches(x, window, strides, pads):
+  """im2col: (N, Ho, Wo, kh * kw * C), patch features ordered (kh, kw, C) like HWIO."""
+  taps = _taps(x, window, strides, pads)
+  return taps[0] if len(taps) == 1 else jnp.concatenate(taps, axis=-1)
+
+
+def _xla_conv(x, kernel, strides, pads):
+  return lax.conv_general_dilated(x, kernel, strides, pads,
+                                  dimension_numbers=_DIMENSION_NUMBERS)
+
+
+def _weight_grad(x, dy, window, strides, pads):
+  """dL/dkernel, accumulated over chunks of images whose patch matrix stays in cache.
+
+  Each chunk adds dy_chunk^T (F, M) x patches_chunk (M, K); the (F, K) sum is float32.
+  """
+  n, c, f = x.shape[0], x.shape[-1], dy.shape[-1]
+  k = window[0] * window[1] * c
+  bytes_per_image = dy.shape[1] * dy.shape[2] * k * x.dtype.itemsize
+  chunk = max(d for d in range(1, n + 1)
+              if n % d == 0 and (d == 1 or d * bytes_per_image <= _CHUNK_BYTES))
+
+  def chunk_grad(start):
+    xb = lax.dynamic_slice_in_dim(x, start, chunk)
+    dyb = lax.dynamic_slice_in_dim(dy, start, chunk)
+    patches = _patches(xb, window, strides, pads).reshape(-1, k)
+    return jnp.dot(dyb.reshape(-1, f).T, patches, preferred_element_type=jnp.float32)
+
+  if chunk == n:
+    grad = chunk_grad(0)
+  else:
+    grad = lax.fori_loop(0, n // chunk, lambda i, acc: acc + chunk_grad(i * chunk),
+                         jnp.zeros((f, k), jnp.float32))
+  return grad.T.reshape(window + (c, f))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv2d(x, kernel, strides, pads):
+  """NHWC x HWIO convolution without dilation or groups: `lax.conv_general_dilated`'s value."""
+  out_hw = _out_hw(x.shape[1:3], kernel.shape[:2], strides, pads)
+  if out_hw[0] * out_hw[1] > _IM2COL_MAX_PIXELS:
+    return _xla_conv(x, kernel, strides, pads)
+  kh, kw, c, f = kernel.shape
+  patches = _patches(x, (kh, kw), strides, pads)
+  y = jnp.dot(patches.reshape(-1, kh * kw * c), kernel.reshape(-1, f))
+  return y.reshape(patches.shape[:3] + (f,))
+
+
+def _conv2d_fwd(x, kernel, strides, pads):
+  return conv2d(x, kernel, strides, pads), (x, kernel)
+
+
+def _conv2d_bwd(strides, pads, residuals, dy):
+  x, kernel = residuals
+  kh, kw, c, f = kernel.shape
+  dkernel = _weight_grad(x, dy, (kh, kw), strides, pads)
+  if dy.shape[1] * dy.shape[2] > _COL2IM_MAX_PIXELS:
+    _, conv_vjp = jax.vjp(lambda x_: _xla_conv(x_, kernel, strides, pads), x)
+    (dx,) = conv_vjp(dy)
+  else:
+    dpatches = jnp.dot(dy.reshape(-1, f), kernel.reshape(-1, f).T)
+    dpatches = dpatches.reshape(dy.shape[:3] + (kh * kw, c))
+    dx = _untap([dpatches[..., t, :] for t in range(kh * kw)], x.shape, (kh, kw), strides,
+                pads)
+  return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
+
+
+conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _max_pool(x, window, strides, pads):
+  return functools.reduce(jnp.maximum, _taps(x, window, strides, pads, -jnp.inf))
+
+
+def _max_pool_fwd(x, window, strides, pads):
+  y = _max_pool(x, window, strides, pads)
+  return y, (x, y)
+
+
+def _max_pool_bwd(window, strides, pads, residuals, dy):
+  x, y = residuals
+  taken = jnp.zeros(y.shape, bool)
+  tap_grads = []
+  for tap in _taps(x, window, strides, pads, -jnp.inf):
+    first = (tap == y) & ~taken  # Only the first maximum of a window gets its gradient.
+    taken = taken | first
+    tap_grads.append(jnp.where(first, dy, jnp.zeros((), dy.dtype)))
+  return (_untap(tap_grads, x.shape, window, strides, pads),)
+
+
+_max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+
+
+def max_pool(x, window_shape, strides=None, padding='VALID'):
+  """`nn.max_pool` of NHWC `x`; the gradient goes to the first maximum of each window."""
+  window = _pairs(window_shape, 'window_shape')
+  strides = _pairs(strides or 1, 'strides')
+  return _max_pool(x, window, strides,
+                   _explicit_padding(padding, x.shape[1:3], window, strides))
+
+
+class Im2ColConv(nn.Module):
+  """`flax.linen.Conv` for 2-D NHWC input, computed by `conv2d`.
+
+  The fields, parameter names, shapes and initialisers are `nn.Conv`'s (less dilation,
+  feature groups, masks and precision), so a params tree of one loads into the other.
+  """
+  features: int
+  kernel_size: Sequence[int]
+  strides: int | Sequence[int] = 1
+  padding: Any = 'SAME'
+  use_bias: bool = True
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+  kernel_init: Callable = nn.linear.default_kernel_init
+  bias_init: Callable = nn.initializers.zeros_init()
+
+  @nn.compact
+  def __call__(self, inputs):
+    if inputs.ndim != 4:
+      raise ValueError(f'Im2ColConv: expected NHWC input, got shape {inputs.shape}')
+    window = _pairs(tuple(self.kernel_size), 'kernel_size')  # An int would mean 1-D.
+    strides = _pairs(self.strides, 'strides')
+    pads = _explicit_padding(self.padding, inputs.shape[1:3], window, strides)
+    kernel = self.param('kernel', self.kernel_init, window + (inputs.shape[-1], self.features),
+                        self.param_dtype)
+    bias = (self.param('bias', self.bias_init, (self.features,), self.param_dtype)
+            if self.use_bias else None)
+    inputs, kernel, bias = nn.dtypes.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+    y = conv2d(inputs, kernel, strides, pads)
+    return y if bias is None else y + bias
