@@ -2,7 +2,9 @@
 import pytest
 
 from configs import clean
+from configs import mpii224
 from configs import wanet
+from configs import wanet_strong
 from gaze_jax import config_validation
 from gaze_jax.errors import ConfigError
 
@@ -10,6 +12,17 @@ from gaze_jax.errors import ConfigError
 def test_shipped_configs_are_valid():
   config_validation.validate(clean.get_config())
   config_validation.validate(wanet.get_config())
+  config_validation.validate(wanet_strong.get_config())
+
+
+def test_real_data_config_names_the_missing_files(tmp_path):
+  config = mpii224.get_config()
+  config.data.manual_dir = str(tmp_path)
+  with pytest.raises(ConfigError, match=r'config.data.manual_dir=.*missing: p00.mat'):
+    config_validation.validate(config)
+  for person in range(15):
+    (tmp_path / f'p{person:02d}.mat').touch()
+  config_validation.validate(config)
 
 
 @pytest.mark.parametrize('field, value', [
