@@ -2,11 +2,16 @@
 
 Each checkpoint's metadata carries a SHA-256 digest of the state and trigger, so a
 damaged checkpoint (truncated or deleted files) is detected on restore and the run
-falls back to the newest intact one. Orbax finalises a checkpoint by renaming a
-temporary directory, so one killed mid-save is never taken as complete.
+falls back to the newest intact one; the damaged ones are moved aside when the resumed
+run reaches their steps. Orbax finalises a checkpoint by renaming a temporary
+directory, so one killed mid-save is never taken as complete. Array shapes and dtypes
+are checked against the run's from the metadata before any array is read, and a failed
+write (full disk) is a UserError that leaves earlier checkpoints untouched.
 """
+import contextlib
 import hashlib
 import os
+import re
 
 import jax
 import numpy as np
@@ -20,6 +25,8 @@ def digest(tree):
   """SHA-256 over every leaf's dtype, shape and bytes, in tree order."""
   h = hashlib.sha256()
   for leaf in jax.tree.leaves(tree):
+    if isinstance(leaf, int):  # Orbax restores a trained state's int32 step as a Python int.
+      leaf = np.int32(leaf)
     a = np.asarray(jax.device_get(leaf))
     h.update(f'{a.dtype}{a.shape}'.encode())
     h.update(np.ascontiguousarray(a).tobytes())
@@ -28,6 +35,13 @@ def digest(tree):
 
 def _abstract(tree):
   return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+def _layout(tree):
+  """{'path/to/leaf': 'float32[3, 3]'} of a tree of arrays, or of orbax's metadata of one."""
+  return {jax.tree_util.keystr(path, simple=True, separator='/'):
+              f'{np.dtype(leaf.dtype)}{list(leaf.shape)}'
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 class Checkpoints:
@@ -42,24 +56,56 @@ class Checkpoints:
                                                cleanup_tmp_directories=True))
     except OSError as e:
       raise UserError(f'cannot create checkpoint directory {self.directory}: {e}') from e
+    self._damaged = set()  # Steps restore_latest skipped; set aside before saving over them.
 
   def save(self, step, state, trigger, meta):
     """Saves asynchronously; meta (JSON-able) gets the digest of state and trigger."""
+    if step in self._damaged:  # Resumed from an older checkpoint: move the damaged one aside.
+      self._set_aside(step)
     meta = dict(meta, digest=digest((state, trigger)))
     items = {'state': ocp.args.StandardSave(state), 'meta': ocp.args.JsonSave(meta)}
     if trigger:
       items['trigger'] = ocp.args.StandardSave(trigger)
-    try:
+    with self._write_errors():  # Saving first waits for the previous save, which may fail.
       self._manager.save(step, args=ocp.args.Composite(**items), force=True)
-    except OSError as e:
-      raise UserError(f'cannot write checkpoint {step} in {self.directory}: {e}') from e
 
   def wait(self):
     """Blocks until pending saves are on disk; raises UserError if one failed (e.g. disk full)."""
-    try:
+    with self._write_errors():
       self._manager.wait_until_finished()
-    except OSError as e:
-      raise UserError(f'writing a checkpoint in {self.directory} failed: {e}') from e
+
+  @contextlib.contextmanager
+  def _write_errors(self):
+    """Turns a failed write (full disk, no permission) into a UserError.
+
+    Orbax reports its background writes' I/O errors as tensorstore ValueErrors carrying an
+    os_error_code; other exceptions are bugs and propagate unchanged.
+    """
+    try:
+      yield
+    except (OSError, ValueError) as e:
+      code = re.search(r"os_error_code='?(\d+)", str(e))
+      if not (isinstance(e, OSError) or code):
+        raise
+      cause = e if isinstance(e, OSError) else f'[Errno {code[1]}] {os.strerror(int(code[1]))}'
+      intact = self.steps()
+      raise UserError(
+          f'writing a checkpoint in {self.directory} failed: {cause}; the checkpoints already '
+          f'there are intact (newest: {intact[-1] if intact else "none"}). Free disk space or '
+          'fix permissions, then run again to resume.') from e
+
+  def _set_aside(self, step):
+    """Moves the damaged checkpoint `step` to DIRECTORY.damaged/ (kept for inspection)."""
+    aside = self.directory + '.damaged'
+    os.makedirs(aside, exist_ok=True)
+    target, n = os.path.join(aside, str(step)), 0
+    while os.path.exists(target):  # Set aside before, by an earlier run.
+      n += 1
+      target = os.path.join(aside, f'{step}.{n}')
+    os.rename(os.path.join(self.directory, str(step)), target)
+    logging.warning('moved the damaged checkpoint %d to %s', step, target)
+    self._damaged.remove(step)
+    self._manager.reload()
 
   def steps(self):
     return sorted(self._manager.all_steps())
@@ -74,20 +120,25 @@ class Checkpoints:
     for step in reversed(steps):
       try:
         restored = self._restore(step, state, trigger)
+      except UserError:
+        raise
       except Exception as e:  # pylint: disable=broad-except
         logging.warning('checkpoint %d in %s is damaged (%s); trying an older one.',
                         step, self.directory, str(e).splitlines()[0][:200])
-        continue
+        restored = None
       if restored is not None:
         return restored
+      self._damaged.add(step)
     if steps:
       raise UserError(f'no intact checkpoint in {self.directory} (tried steps {steps}); '
                       'nothing was overwritten. Move the directory away to start afresh.')
     return None
 
   def _restore(self, step, state, trigger):
+    self._check_layout(step, 'state', state)
     items = {'state': ocp.args.StandardRestore(_abstract(state)), 'meta': ocp.args.JsonRestore()}
     if trigger:
+      self._check_layout(step, 'trigger', trigger)
       items['trigger'] = ocp.args.StandardRestore(_abstract(trigger))
     out = self._manager.restore(step, args=ocp.args.Composite(**items))
     restored_trigger = out['trigger'] if trigger else trigger
@@ -98,6 +149,23 @@ class Checkpoints:
                       step, self.directory)
       return None
     return out['state'], restored_trigger, meta
+
+  def _check_layout(self, step, item, template):
+    """Refuses checkpoint `step` unless its `item` has the template's shapes and dtypes.
+
+    Checked on orbax's metadata before any array is read: orbax restores arrays at their
+    saved shapes, so a checkpoint of another config (or a crafted one) would load, however
+    large.
+    """
+    handler = ocp.StandardCheckpointHandler()
+    saved = _layout(handler.metadata(self._manager.directory / str(step) / item).tree)
+    expected = _layout(template)
+    for name in sorted(saved.keys() | expected.keys()):
+      if saved.get(name) != expected.get(name):
+        raise UserError(
+            f'checkpoint {step} in {self.directory} does not fit this config: {item}/{name} is '
+            f'{saved.get(name, "absent")} there, {expected.get(name, "absent")} here. It was '
+            'written with another config (or crafted); use another --workdir.')
 
   def close(self):
     self._manager.close()

@@ -6,9 +6,9 @@ import jax
 
 from gaze_jax import poisoning
 from gaze_jax.errors import ConfigError
+from tfds_mpiifacegaze import mpii_face_gaze_dataset_builder as builder_lib
 
 IMAGE_SIZES = (224, 112, 64, 32)
-REAL_PERSONS = 15
 
 
 def _check(ok, field, value, allowed):
@@ -54,9 +54,11 @@ def validate(config):
   _check(config.data.test_fraction < 1, 'data.test_fraction', config.data.test_fraction,
          'a fraction in (0, 1)')
   if config.data.manual_dir:
-    _check(os.path.isdir(config.data.manual_dir), 'data.manual_dir', config.data.manual_dir,
-           'an existing folder with p00.mat ... p14.mat')
-    persons = REAL_PERSONS
+    try:  # Names the files expected and the ones missing.
+      persons = len(builder_lib.person_files(config.data.manual_dir))
+    except FileNotFoundError as e:
+      raise ConfigError(f'config.data.manual_dir={config.data.manual_dir!r} is invalid: '
+                        f'{e}') from e
   else:
     _number(config, 'data.synthetic.persons', 2, 100, integer=True)
     _number(config, 'data.synthetic.samples_per_person', 2, integer=True)
