@@ -8,7 +8,6 @@ from gaze_jax import poisoning
 from gaze_jax.errors import ConfigError
 from tfds_mpiifacegaze import mpii_face_gaze_dataset_builder as builder_lib
 
-IMAGE_SIZES = (224, 112, 64, 32)
 
 
 def _check(ok, field, value, allowed):
@@ -44,28 +43,33 @@ def _get(config, field):
   return value
 
 
+def validate_data(data):
+  """Raises ConfigError for the first invalid field of a config's `data` section."""
+  config = {'data': data}
+  _one_of(config, 'data.image_size', builder_lib.IMAGE_SIZES)
+  _one_of(config, 'data.protocol', ('random_split', 'leave_one_person_out'))
+  _number(config, 'data.test_fraction', 0, 1, lo_open=True)
+  _check(data.test_fraction < 1, 'data.test_fraction', data.test_fraction,
+         'a fraction in (0, 1)')
+  if data.manual_dir:
+    try:  # Names the files expected and the ones missing.
+      persons = len(builder_lib.person_files(data.manual_dir))
+    except FileNotFoundError as e:
+      raise ConfigError(f'config.data.manual_dir={data.manual_dir!r} is invalid: {e}') from e
+  else:
+    _number(config, 'data.synthetic.persons', 2, 100, integer=True)
+    _number(config, 'data.synthetic.samples_per_person', 2, integer=True)
+    _number(config, 'data.synthetic.image_size', data.image_size, 1024, integer=True)
+    _number(config, 'data.synthetic.seed', 0, integer=True)
+    persons = data.synthetic.persons
+  _number(config, 'data.test_person', 0, persons - 1, integer=True)
+
+
 def validate(config):
   """Raises ConfigError for the first invalid field of a run config."""
   devices = jax.device_count()
   _number(config, 'seed', 0, integer=True)
-  _one_of(config, 'data.image_size', IMAGE_SIZES)
-  _one_of(config, 'data.protocol', ('random_split', 'leave_one_person_out'))
-  _number(config, 'data.test_fraction', 0, 1, lo_open=True)
-  _check(config.data.test_fraction < 1, 'data.test_fraction', config.data.test_fraction,
-         'a fraction in (0, 1)')
-  if config.data.manual_dir:
-    try:  # Names the files expected and the ones missing.
-      persons = len(builder_lib.person_files(config.data.manual_dir))
-    except FileNotFoundError as e:
-      raise ConfigError(f'config.data.manual_dir={config.data.manual_dir!r} is invalid: '
-                        f'{e}') from e
-  else:
-    _number(config, 'data.synthetic.persons', 2, 100, integer=True)
-    _number(config, 'data.synthetic.samples_per_person', 2, integer=True)
-    _number(config, 'data.synthetic.image_size', config.data.image_size, 1024, integer=True)
-    _number(config, 'data.synthetic.seed', 0, integer=True)
-    persons = config.data.synthetic.persons
-  _number(config, 'data.test_person', 0, persons - 1, integer=True)
+  validate_data(config.data)
 
   _one_of(config, 'model.dtype', ('float32', 'bfloat16'))
   _one_of(config, 'model.conv_impl', ('im2col', 'xla'))

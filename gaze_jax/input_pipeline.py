@@ -23,37 +23,17 @@ import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
+from gaze_jax import config_validation
 from gaze_jax.errors import ConfigError
 from gaze_jax.errors import UserError
 from tfds_mpiifacegaze import matfile
 from tfds_mpiifacegaze import mpii_face_gaze_dataset_builder as builder_lib
 from tfds_mpiifacegaze import synthesize
 
-PROTOCOLS = ('random_split', 'leave_one_person_out')
 TRAIN_KEYS = ('image', 'gaze', 'head_pose')
 EVAL_KEYS = TRAIN_KEYS + ('person_id', 'index')
 # Row reads (array_record lookup + zlib) run in threads; zlib releases the GIL.
 READ_OPTIONS = grain.ReadOptions(num_threads=4, prefetch_buffer_size=256)
-
-
-def validate(data_config):
-  """ConfigError (a ValueError) naming the field of a `data` section this module cannot use."""
-  if data_config.protocol not in PROTOCOLS:
-    raise ConfigError(f'data.protocol: expected one of {PROTOCOLS}, '
-                     f'got {data_config.protocol!r}')
-  if data_config.image_size not in builder_lib.IMAGE_SIZES:
-    raise ConfigError(f'data.image_size: expected one of {builder_lib.IMAGE_SIZES}, '
-                     f'got {data_config.image_size!r}')
-  if not 0 < data_config.test_fraction < 1:
-    raise ConfigError(f'data.test_fraction: expected a fraction in (0, 1), '
-                     f'got {data_config.test_fraction!r}')
-  if not (isinstance(data_config.test_person, int) and data_config.test_person >= 0):
-    raise ConfigError(f'data.test_person: expected a person number >= 0, '
-                     f'got {data_config.test_person!r}')
-  s = data_config.synthetic
-  for name in ('persons', 'samples_per_person', 'image_size'):
-    if not (isinstance(s[name], int) and s[name] >= 1):
-      raise ConfigError(f'data.synthetic.{name}: expected a positive integer, got {s[name]!r}')
 
 
 def synthetic_release(data_config):
@@ -107,7 +87,7 @@ def load_splits(data_config, seed):
   person, then by sample. `random_split` holds out a seeded `test_fraction` of every
   person's samples; `leave_one_person_out` holds out person `test_person`.
   """
-  validate(data_config)
+  config_validation.validate_data(data_config)
   builder = prepare(data_config)
   persons = sorted(builder.info.splits.keys())
   if data_config.protocol == 'leave_one_person_out':
