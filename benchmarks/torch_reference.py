@@ -40,28 +40,36 @@ class BasicBlock(nn.Module):
     return F.relu(self.bn2(self.conv2(y)) + identity)
 
 
-class ResNet18Gaze(nn.Module):
-  """ResNet-18 with Linear(512, 2): images in [0, 1] (normalised inside) -> (pitch, yaw)."""
+class ResNet18(nn.Module):
+  """ResNet-18 with torchvision's parameter names and a Linear(512, num_outputs) head.
 
-  def __init__(self):
+  `forward` takes images in [0, 1] and normalises them (ImageNet statistics, not a buffer,
+  so the state dict is exactly torchvision's); `features` takes normalised images.
+  """
+
+  def __init__(self, num_outputs=2):
     super().__init__()
-    self.register_buffer('mean', torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-    self.register_buffer('std', torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
     self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
     self.bn1 = nn.BatchNorm2d(64)
-    layers, inplanes = [], 64
-    for stage, planes in enumerate((64, 128, 256, 512)):
-      stride = 1 if stage == 0 else 2
-      layers += [BasicBlock(inplanes, planes, stride), BasicBlock(planes, planes, 1)]
+    self.maxpool = nn.MaxPool2d(3, 2, 1)
+    inplanes = 64
+    for stage, planes in enumerate((64, 128, 256, 512), 1):
+      stride = 1 if stage == 1 else 2
+      setattr(self, f'layer{stage}', nn.Sequential(BasicBlock(inplanes, planes, stride),
+                                                   BasicBlock(planes, planes, 1)))
       inplanes = planes
-    self.layers = nn.Sequential(*layers)
-    self.fc = nn.Linear(512, 2)
+    self.fc = nn.Linear(512, num_outputs)
+    self._mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    self._std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+  def features(self, x):
+    x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
+    for stage in range(1, 5):
+      x = getattr(self, f'layer{stage}')(x)
+    return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
   def forward(self, x):
-    x = (x - self.mean) / self.std
-    x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
-    x = self.layers(x)
-    return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+    return self.fc(self.features((x - self._mean.to(x.device)) / self._std.to(x.device)))
 
 
 def wanet_grid(size, k=4, s=0.5, seed=0):
@@ -101,7 +109,7 @@ def measure(size, batch, steps, warmup, poison, optimizer, channels_last=False,
   """Median images/s, wall and process CPU seconds per step of the train step, as a dict."""
   torch.manual_seed(0)
   torch.backends.cudnn.benchmark = True  # Lets cuDNN pick its fastest kernels (GPU only).
-  model = ResNet18Gaze().to(device)
+  model = ResNet18().to(device)
   memory_format = torch.channels_last if channels_last else torch.contiguous_format
   model = model.to(memory_format=memory_format)
   if optimizer == 'adam':

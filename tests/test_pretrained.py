@@ -137,56 +137,11 @@ def test_convert_reports_bad_input(tmp_path):
   assert not (tmp_path / 'out.safetensors').exists()
 
 
-def torch_resnet18(torch):
-  """PyTorch ResNet-18 whose state dict names are torchvision's."""
-  nn = torch.nn
-
-  class BasicBlock(nn.Module):
-
-    def __init__(self, cin, c, stride):
-      super().__init__()
-      self.conv1 = nn.Conv2d(cin, c, 3, stride, 1, bias=False)
-      self.bn1 = nn.BatchNorm2d(c)
-      self.conv2 = nn.Conv2d(c, c, 3, 1, 1, bias=False)
-      self.bn2 = nn.BatchNorm2d(c)
-      self.downsample = None
-      if stride != 1 or cin != c:
-        self.downsample = nn.Sequential(nn.Conv2d(cin, c, 1, stride, bias=False),
-                                        nn.BatchNorm2d(c))
-
-    def forward(self, x):
-      identity = x if self.downsample is None else self.downsample(x)
-      y = torch.relu(self.bn1(self.conv1(x)))
-      return torch.relu(self.bn2(self.conv2(y)) + identity)
-
-  class ResNet18(nn.Module):
-
-    def __init__(self):
-      super().__init__()
-      self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-      self.bn1 = nn.BatchNorm2d(64)
-      self.maxpool = nn.MaxPool2d(3, 2, 1)
-      cin = 64
-      for stage, c in enumerate(WIDTHS, 1):
-        stride = 1 if stage == 1 else 2
-        setattr(self, f'layer{stage}', nn.Sequential(BasicBlock(cin, c, stride),
-                                                     BasicBlock(c, c, 1)))
-        cin = c
-      self.fc = nn.Linear(512, 1000)
-
-    def features(self, x):
-      x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
-      for stage in range(1, 5):
-        x = getattr(self, f'layer{stage}')(x)
-      return x.mean(dim=(2, 3))
-
-  return ResNet18()
-
-
 def test_features_match_pytorch(variables, tmp_path, record_property):
   torch = pytest.importorskip('torch', reason='PyTorch (optional, test-only) not installed')
   torch.manual_seed(0)
-  net = torch_resnet18(torch)
+  from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top
+  net = torch_reference.ResNet18(num_outputs=1000)
   state = net.state_dict()
   assert {k: tuple(v.shape) for k, v in state.items()} == torchvision_shapes()
   with torch.no_grad():  # Every weight and statistic random; BatchNorm variances positive.
