@@ -7,6 +7,9 @@ or WaNet-poisoned inside the step) it compiles the project's real pmapped train 
 analysis of the plain-`nn.Conv` step and the fraction of the machine's measured float32
 matmul GFLOP/s that the step reaches. Then, in a subprocess (so the two frameworks never
 share a thread pool), the same step in PyTorch (`torch_reference.py`), and the ratio.
+Process CPU seconds per step are reported too: on CPUs shared with other work wall-clock
+throughput is low and noisy (PyTorch's spinning OpenMP threads suffer most), CPU time much
+less so; the script warns when the load average says the CPUs were shared.
 
 By default the script re-executes itself with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (glibc
 then backs large allocations with transparent huge pages, which cuts the page faults of
@@ -14,7 +17,7 @@ XLA's per-step temporary buffers); the PyTorch subprocess inherits the same envi
 `--no-hugetlb` measures without it.
 
   python -m benchmarks.bench_train_step                     # 64 and 224 px, batch 32 (~12 min)
-  python -m benchmarks.bench_train_step --quick             # 64 px only, fewer steps (< 2 min)
+  python -m benchmarks.bench_train_step --quick             # 64 px, im2col only (< 2 min)
   python -m benchmarks.bench_train_step --batches 32,128    # adds batch 128
 """
 import argparse
@@ -150,12 +153,12 @@ def main(argv):
   parser.add_argument('--no-hugetlb', action='store_true',
                       help='do not set GLIBC_TUNABLES=glibc.malloc.hugetlb=1')
   parser.add_argument('--quick', action='store_true',
-                      help='64 px, batch 32, 10 steps after 1 warm-up (< 2 minutes)')
+                      help='64 px, batch 32, im2col only, 10 steps after 1 warm-up (< 2 min)')
   args = parser.parse_args(argv)
   if not args.no_hugetlb:
     _ensure_hugetlb()
   if args.quick:
-    args.sizes, args.batches, args.steps, args.warmup = '64', '32', 10, 1
+    args.sizes, args.batches, args.impls, args.steps, args.warmup = '64', '32', 'im2col', 10, 1
 
   load_before = os.getloadavg()[0]
   peak = matmul_gflops()

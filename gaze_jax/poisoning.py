@@ -100,26 +100,16 @@ def poison_batch(spec, trigger, images01, gaze, key, global_offset, global_batch
   rows = global_offset + jnp.arange(n)
   is_bd = rows < num_bd
   is_noise = (rows >= num_bd) & (rows < num_bd + num_cross)
-  # Poisoned global rows [0, num_bd + num_cross) form a prefix of every device's slice
-  # (offsets are >= 0), so only a static-size prefix is ever warped.
   images, labels = images01, gaze
   if num_cross:
-    m = min(n, num_bd + num_cross)
-    noisy = triggers.apply_noise(spec, trigger, images01[:m], key, rows=rows[:m])
-    images = _replace_prefix(images, is_noise, noisy)
+    noisy = triggers.apply_noise(spec, trigger, images01, key, rows=rows)
+    images = jnp.where(is_noise[:, None, None, None], noisy, images)
   if num_bd:
-    triggered = triggers.apply_trigger(spec, trigger, images01[:min(n, num_bd)])
-    images = _replace_prefix(images, is_bd, triggered)
+    triggered = triggers.apply_trigger(spec, trigger, images01)
+    images = jnp.where(is_bd[:, None, None, None], triggered, images)
     labels = jnp.where(is_bd[:, None], attack_targets(spec, gaze), gaze)
   roles = jnp.where(is_bd, BACKDOOR, jnp.where(is_noise, NOISE, CLEAN)).astype(jnp.int32)
   return images, labels, roles
-
-
-def _replace_prefix(images, mask, new):
-  """images with its first len(new) rows taken from `new` where `mask` is set."""
-  m = new.shape[0]
-  head = jnp.where(mask[:m, None, None, None], new.astype(images.dtype), images[:m])
-  return images.at[:m].set(head)
 
 
 def flip_augment(images01, gaze, key, rows):

@@ -25,6 +25,10 @@ def main():
   config.model.conv_impl = 'xla'
   config.train.batch_size = 16
   config.attack.pc = 0.25
+  # SGD is linear in the gradient; Adam's first steps are lr * sign(g), which turns float
+  # rounding in near-zero gradients (zero-initialised BatchNorm scales) into 2 * lr jumps.
+  config.train.optimizer = 'sgd'
+  config.train.learning_rate = 0.1
   state, trigger = ts.initial_state(config, steps_per_epoch=10)
   step = ts.pmapped_train_step(poisoning.AttackSpec.from_config(config), 16, flip=False)
   rng = np.random.default_rng(0)
