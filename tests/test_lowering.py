@@ -50,12 +50,11 @@ PATHS = {
 def conv_path(request, monkeypatch):
   for name, value in PATHS[request.param].items():
     monkeypatch.setattr(lowering, name, value)
-  return request.param
 
 
+@pytest.mark.usefixtures('conv_path')
 @pytest.mark.parametrize('kernel,strides,padding,use_bias', CONV_CASES)
-def test_conv_matches_nn_conv(kernel, strides, padding, use_bias, conv_path):
-  del conv_path  # Used for its monkeypatching.
+def test_conv_matches_nn_conv(kernel, strides, padding, use_bias):
   x = jax.random.normal(jax.random.key(0), (3, 9, 10, 5))
   ref = nn.Conv(6, kernel, strides, padding=padding, use_bias=use_bias)
   ours = lowering.Im2ColConv(6, kernel, strides, padding=padding, use_bias=use_bias)
@@ -73,8 +72,8 @@ def test_conv_matches_nn_conv(kernel, strides, padding, use_bias, conv_path):
   assert_trees_close(grads, jax.grad(loss(ref), argnums=(0, 1))(variables, x), 1e-5)
 
 
-def test_conv_bfloat16_compute_keeps_float32_params(conv_path):
-  del conv_path  # Used for its monkeypatching.
+@pytest.mark.usefixtures('conv_path')
+def test_conv_bfloat16_compute_keeps_float32_params():
   x = jax.random.normal(jax.random.key(0), (2, 8, 8, 16))
   ref = nn.Conv(32, (3, 3), padding=((1, 1), (1, 1)), use_bias=False, dtype=jnp.bfloat16)
   ours = lowering.Im2ColConv(32, (3, 3), padding=((1, 1), (1, 1)), use_bias=False,
