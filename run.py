@@ -22,7 +22,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def fail(message):
   """Reports a user mistake as one line, without a traceback, and exits with status 2."""
-  print(f'error: {message}', file=sys.stderr)
+  sys.stderr.flush()
+  sys.stderr.write(f'error: {message}\n')  # One write: other threads' output can't split it.
+  sys.stderr.flush()
   sys.exit(2)
 
 
@@ -113,7 +115,8 @@ def main(argv):
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
   import jax  # pylint: disable=g-import-not-at-top
-  from gaze_jax import experiment, finetune, sweep, train  # pylint: disable=g-import-not-at-top
+  from gaze_jax import experiment, finetune, lowering, sweep, train  # pylint: disable=g-import-not-at-top
+  lowering.use_eigen_convolutions()  # Before JAX's first computation starts its backend.
   from gaze_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   if FLAGS.multihost:
     jax.distributed.initialize()

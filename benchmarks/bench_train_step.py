@@ -9,12 +9,14 @@ matmul GFLOP/s that the step reaches. Then, in a subprocess (so the two framewor
 share a thread pool), the same step in PyTorch (`torch_reference.py`), and the ratio.
 Process CPU seconds per step are reported too: on CPUs shared with other work wall-clock
 throughput is low and noisy (PyTorch's spinning OpenMP threads suffer most), CPU time much
-less so; the script warns when the load average says the CPUs were shared.
+less so; the script warns when other processes kept the CPUs busy just before or after it measured.
 
-By default the script re-executes itself with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (glibc
-then backs large allocations with transparent huge pages, which cuts the page faults of
-XLA's per-step temporary buffers); the PyTorch subprocess inherits the same environment.
-`--no-hugetlb` measures without it.
+By default the step runs as fast as this machine allows without changing what it computes:
+with XLA's Eigen convolutions (`lowering.use_eigen_convolutions()`; `--ynn-convolutions`
+keeps jax 0.10's YNNPACK ones) and, by re-executing itself, with
+GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (glibc backs large allocations with transparent huge
+pages, cutting the page faults of XLA's per-step buffers; `--no-hugetlb` leaves it out). The
+PyTorch subprocess inherits the same environment.
 
   python -m benchmarks.bench_train_step                     # 64 and 224 px, batch 32 (~12 min)
   python -m benchmarks.bench_train_step --quick             # 64 px, im2col only (< 2 min)
@@ -34,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import clean
+from gaze_jax import lowering
 from gaze_jax import poisoning
 from gaze_jax import train_step as ts
 from gaze_jax import triggers
@@ -42,13 +45,33 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 HUGETLB = 'glibc.malloc.hugetlb=1'
 
 
-def _ensure_hugetlb():
-  """Re-executes this command with glibc's huge-page tunable set, unless it already is."""
+def _set_environment(hugetlb, eigen):
+  """Applies the requested settings; re-executes this command where glibc must see them."""
+  if eigen:
+    lowering.use_eigen_convolutions()  # JAX has not started its backend yet.
   tunables = os.environ.get('GLIBC_TUNABLES', '')
-  if HUGETLB in tunables:
-    return
-  env = dict(os.environ, GLIBC_TUNABLES=':'.join(filter(None, [tunables, HUGETLB])))
-  os.execve(sys.executable, sys.orig_argv, env)
+  if hugetlb and HUGETLB not in tunables:
+    env = dict(os.environ, GLIBC_TUNABLES=':'.join(filter(None, [tunables, HUGETLB])))
+    os.execve(sys.executable, sys.orig_argv, env)
+
+
+def cpu_busy_fraction(seconds=2.0):
+  """Fraction of all CPUs' time spent busy over `seconds` (Linux /proc/stat), else None."""
+  def sample():
+    with open('/proc/stat') as f:
+      values = [int(v) for v in f.readline().split()[1:]]
+    return sum(values), values[3] + values[4]  # Total and idle + iowait jiffies.
+  try:
+    total0, idle0 = sample()
+    time.sleep(seconds)
+    total1, idle1 = sample()
+  except OSError:
+    return None
+  return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def _percent(fraction):
+  return '?' if fraction is None else f'{100 * fraction:.0f}%'
 
 
 def matmul_gflops(n=2048, repeats=10):
@@ -152,20 +175,22 @@ def main(argv):
   parser.add_argument('--no-torch', action='store_true', help='skip the PyTorch reference')
   parser.add_argument('--no-hugetlb', action='store_true',
                       help='do not set GLIBC_TUNABLES=glibc.malloc.hugetlb=1')
+  parser.add_argument('--ynn-convolutions', action='store_true',
+                      help="keep XLA's YNNPACK convolutions (no lowering.use_eigen_convolutions)")
   parser.add_argument('--quick', action='store_true',
                       help='64 px, batch 32, im2col only, 10 steps after 1 warm-up (< 2 min)')
   args = parser.parse_args(argv)
-  if not args.no_hugetlb:
-    _ensure_hugetlb()
+  _set_environment(not args.no_hugetlb, not args.ynn_convolutions)
   if args.quick:
     args.sizes, args.batches, args.impls, args.steps, args.warmup = '64', '32', 'im2col', 10, 1
 
-  load_before = os.getloadavg()[0]
+  busy_before = cpu_busy_fraction()  # Others' work: this process is still idle.
   peak = matmul_gflops()
   print(f'# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; '
         f'jax {jax.__version__} on {jax.devices()[0].platform}; '
-        f'GLIBC_TUNABLES={os.environ.get("GLIBC_TUNABLES", "")!r}; dtype {args.dtype}; '
-        f'{args.optimizer}; load average {load_before:.1f}', flush=True)
+        f'GLIBC_TUNABLES={os.environ.get("GLIBC_TUNABLES", "")!r}; '
+        f'XLA_FLAGS={os.environ.get("XLA_FLAGS", "")!r}; dtype {args.dtype}; '
+        f'{args.optimizer}; CPUs busy before: {_percent(busy_before)}', flush=True)
   rows, flops = [], {}
   for size in map(int, args.sizes.split(',')):
     for batch in map(int, args.batches.split(',')):
@@ -185,7 +210,7 @@ def main(argv):
     peak = max(peak, reference[0]['matmul_gflops'])
     for r in reference[1:]:
       torch_rows[r['size'], r['batch'], 'none' if r['poison'] == 'clean' else r['poison']] = r
-  load_after = os.getloadavg()[0]
+  busy_after = cpu_busy_fraction()
 
   print(f'\nhardware limit: {peak:.0f} GFLOP/s (best float32 2048^3 matmul, XLA or PyTorch); '
         'GFLOP/img: XLA cost analysis of the plain nn.Conv step')
@@ -202,12 +227,11 @@ def main(argv):
     print(f"| {r['size']} | {r['batch']} | {'clean' if r['poison'] == 'none' else r['poison']} "
           f"| {r['impl']} | {r['compile_s']:.1f} | {r['step_s'] * 1e3:.0f} | {r['cpu_s']:.2f} | "
           f'{ips:.1f} | {ref_cols} | {gflop_img:.2f} | {100 * gflop_img * ips / peak:.0f}% |')
-  if max(load_before, load_after) > 0.5 * os.cpu_count():
-    print(f'\nWARNING: load average {load_before:.1f} before, {load_after:.1f} after: other '
-          'processes shared the CPUs, so these throughputs are low and noisy (PyTorch, whose '
-          'OpenMP threads spin, suffers most). Compare the CPU s/step columns, or rerun on an '
-          'idle machine.')
-
+  if max(busy_before or 0, busy_after or 0) > 0.1:
+    print(f'\nWARNING: other processes kept the CPUs {_percent(busy_before)} busy before and '
+          f'{_percent(busy_after)} after the measurements, so these throughputs are low and '
+          "noisy (PyTorch's spinning OpenMP threads suffer most). Compare the CPU s/step "
+          'columns, or rerun on an idle machine.')
 
 if __name__ == '__main__':
   main(sys.argv[1:])

@@ -1,17 +1,18 @@
 """Convolution and max-pool lowerings that make the ResNet train step fast on XLA:CPU.
 
-They compute what `nn.Conv` / `nn.max_pool` compute (checked in tests/test_lowering.py);
-only the operations XLA:CPU is given change. Measured on 2 cores (benchmarks/), XLA:CPU is
-slow at three parts of a ResNet-18 train step:
+They compute what `nn.Conv` / `nn.max_pool` compute (tests/test_lowering.py); only the
+operations handed to XLA change. Measured on 2 cores (benchmarks/bench_train_step.py), the
+plain Flax ResNet-18 train step is slow on XLA:CPU (jax 0.10) for three reasons:
 
-- convolutions on tiny maps: a 3x3 conv with 512 channels on a 2x2 map takes ~100x longer
-  than im2col + one matmul, and its input gradient too. `conv2d` uses im2col + matmul for
-  maps of at most `_IM2COL_MAX_PIXELS` output pixels and XLA's own convolution (which is
-  fast) elsewhere; the input gradient likewise, up to `_COL2IM_MAX_PIXELS`.
-- the weight gradient: XLA's transposed convolution runs at ~1/4 of the forward's speed, and
-  one im2col of the whole batch moves kernel-size times the activations through memory.
-  `conv2d`'s custom VJP loops over chunks of images whose patch matrix fits in cache
-  (`_CHUNK_BYTES`) and accumulates one (F, M) x (M, K) matmul per chunk.
+- XLA hands convolutions to YNNPACK, which ran the 64-channel ones on one of the two cores
+  and weight gradients 3-5x slower than Eigen. `use_eigen_convolutions()`, called before JAX
+  starts, switches XLA to Eigen's. Where YNNPACK stays, `conv2d` forms weight gradients
+  itself: one (F, M) x (M, K) matmul per chunk of images whose patch matrix stays in cache
+  (`_CHUNK_BYTES`), 2-3x faster than YNNPACK's. 1x1 convolutions always get one matmul.
+- tiny maps: a 3x3 convolution with 512 channels on a 2x2 map takes ~100x longer than
+  im2col + one matmul (Eigen and YNNPACK alike), its input gradient too. `conv2d` uses
+  im2col + matmul up to `_IM2COL_MAX_PIXELS` output pixels and matmul + col2im for the input
+  gradient up to `_COL2IM_MAX_PIXELS`; XLA's convolutions elsewhere.
 - the max-pool gradient (`select_and_scatter`): `max_pool`'s custom VJP routes each output
   gradient to the first maximum of its window (PyTorch's rule) in elementwise passes.
 
@@ -19,6 +20,7 @@ slow at three parts of a ResNet-18 train step:
 and initialisers, so checkpoints load into either lowering.
 """
 import functools
+import os
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -27,10 +29,32 @@ from jax import lax
 import jax.numpy as jnp
 
 _DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
-_IM2COL_MAX_PIXELS = 25   # Forward: im2col + matmul up to 5x5 output maps.
-_COL2IM_MAX_PIXELS = 49   # Input gradient: matmul + col2im up to 7x7 output maps.
-_CHUNK_BYTES = 8 * 2**20  # Patch-matrix bytes per weight-gradient chunk.
+_IM2COL_MAX_PIXELS = 9    # Forward: im2col + matmul up to 3x3 output maps.
+_COL2IM_MAX_PIXELS = 25   # Input gradient: matmul + col2im up to 5x5 output maps.
+_CHUNK_BYTES = 8 * 2**20  # Patch-matrix bytes per chunk of the chunked weight gradient.
+# Hands XLA:CPU's convolutions to Eigen instead of YNNPACK (jax 0.10's default), which ran
+# the 64-channel convolutions on one of 2 cores and weight gradients 3-5x slower than Eigen.
+EIGEN_CONVOLUTIONS_FLAG = '--xla_cpu_experimental_ynn_fusion_type=-individual_convolution'
 Pads = tuple[tuple[int, int], tuple[int, int]]
+
+
+def use_eigen_convolutions():
+  """Adds EIGEN_CONVOLUTIONS_FLAG to XLA_FLAGS.
+
+  Takes effect only if called before JAX starts its CPU backend (its first computation).
+  """
+  flags = os.environ.get('XLA_FLAGS', '')
+  if EIGEN_CONVOLUTIONS_FLAG not in flags:
+    os.environ['XLA_FLAGS'] = f'{flags} {EIGEN_CONVOLUTIONS_FLAG}'.strip()
+
+
+@functools.cache
+def _ynn_convolutions():
+  """Whether XLA hands convolutions to YNNPACK, read off a compiled test convolution."""
+  x = jax.ShapeDtypeStruct((1, 8, 8, 32), jnp.float32)
+  kernel = jax.ShapeDtypeStruct((3, 3, 32, 32), jnp.float32)
+  conv = jax.jit(lambda x, k: _xla_conv(x, k, (1, 1), ((1, 1), (1, 1))))
+  return '__ynn_fusion' in conv.lower(x, kernel).compile().as_text()
 
 
 def _pairs(value, name) -> tuple[int, int]:
@@ -102,7 +126,7 @@ def _xla_conv(x, kernel, strides, pads):
 
 
 def _weight_grad(x, dy, window, strides, pads):
-  """dL/dkernel, accumulated over chunks of images whose patch matrix stays in cache.
+  """dL/dkernel as matmuls, accumulated over chunks of images whose patches stay in cache.
 
   Each chunk adds dy_chunk^T (F, M) x patches_chunk (M, K); the (F, K) sum is float32.
   """
@@ -145,7 +169,11 @@ def _conv2d_fwd(x, kernel, strides, pads):
 def _conv2d_bwd(strides, pads, residuals, dy):
   x, kernel = residuals
   kh, kw, c, f = kernel.shape
-  dkernel = _weight_grad(x, dy, (kh, kw), strides, pads)
+  if _ynn_convolutions() or kh * kw == 1:
+    dkernel = _weight_grad(x, dy, (kh, kw), strides, pads)
+  else:
+    _, conv_vjp = jax.vjp(lambda k_: _xla_conv(x, k_, strides, pads), kernel)
+    (dkernel,) = conv_vjp(dy)
   if dy.shape[1] * dy.shape[2] > _COL2IM_MAX_PIXELS:
     _, conv_vjp = jax.vjp(lambda x_: _xla_conv(x_, kernel, strides, pads), x)
     (dx,) = conv_vjp(dy)

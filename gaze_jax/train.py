@@ -77,7 +77,11 @@ def _train(config, workdir, show_progress):
   state, trigger = ts.initial_state(config, steps_per_epoch)
 
   ckpts = checkpointing.Checkpoints(os.path.join(workdir, 'checkpoints'), t.max_to_keep)
-  restored = ckpts.restore_latest(state, trigger)
+  try:
+    restored = ckpts.restore_latest(state, trigger)
+  except BaseException:
+    ckpts.close()  # Lets orbax's reader threads end before the error is reported.
+    raise
   history = []
   if restored:
     state, trigger, meta = restored

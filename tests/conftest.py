@@ -12,8 +12,10 @@ import tensorflow_datasets as tfds
 
 from configs import clean
 from gaze_jax import input_pipeline
+from gaze_jax import lowering
 
 tfds.disable_progress_bar()
+lowering.use_eigen_convolutions()  # As run.py does; subprocesses inherit it.
 
 
 @pytest.fixture(scope='session')

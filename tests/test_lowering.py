@@ -3,6 +3,10 @@
 Tiny shapes (32 px, batch 2-4) keep this fast; the lowering's speed is measured by
 benchmarks/bench_train_step.py, not here.
 """
+import os
+import subprocess
+import sys
+
 import flax
 import flax.linen as nn
 import jax
@@ -37,12 +41,16 @@ CONV_CASES = [
 ]
 
 
-# conv2d's code paths: XLA's convolution with a chunked weight-gradient loop, and
-# im2col + matmul (col2im for the input gradient) with one weight-gradient matmul.
+# conv2d's code paths: XLA's convolutions with XLA's weight gradient (what it does with
+# Eigen convolutions) or a chunked weight-gradient loop (with YNNPACK's), and im2col +
+# matmul (col2im for the input gradient) with a one-chunk weight gradient.
 PATHS = {
-    'xla_conv_chunked': dict(_IM2COL_MAX_PIXELS=0, _COL2IM_MAX_PIXELS=0, _CHUNK_BYTES=1),
-    'im2col_unchunked': dict(_IM2COL_MAX_PIXELS=10**9, _COL2IM_MAX_PIXELS=10**9,
-                             _CHUNK_BYTES=10**12),
+    'xla_conv': dict(_IM2COL_MAX_PIXELS=0, _COL2IM_MAX_PIXELS=0,
+                     _ynn_convolutions=lambda: False),
+    'xla_conv_chunked_grad': dict(_IM2COL_MAX_PIXELS=0, _COL2IM_MAX_PIXELS=0, _CHUNK_BYTES=1,
+                                  _ynn_convolutions=lambda: True),
+    'im2col': dict(_IM2COL_MAX_PIXELS=10**9, _COL2IM_MAX_PIXELS=10**9, _CHUNK_BYTES=10**12,
+                   _ynn_convolutions=lambda: True),
 }
 
 
@@ -163,3 +171,12 @@ def test_checkpoints_load_across_lowerings():
     restored = flax.serialization.from_bytes(template, flax.serialization.to_bytes(variables))
     assert_trees_close(restored, variables, 0.0)
     assert_trees_close(target.apply(restored, images), source.apply(variables, images), 1e-5)
+
+
+def test_use_eigen_convolutions_switches_xla_off_ynnpack():
+  code = ('from gaze_jax import lowering; lowering.use_eigen_convolutions(); '
+          'print(lowering._ynn_convolutions())')  # pylint: disable=protected-access
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True,
+                       env=env, cwd=os.path.dirname(os.path.dirname(__file__)), timeout=300)
+  assert out.stdout.split()[-1] == 'False'
