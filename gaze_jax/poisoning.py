@@ -100,16 +100,21 @@ def poison_batch(spec, trigger, images01, gaze, key, global_offset, global_batch
   rows = global_offset + jnp.arange(n)
   is_bd = rows < num_bd
   is_noise = (rows >= num_bd) & (rows < num_bd + num_cross)
-  images, labels = images01, gaze
+  # Poisoned global rows [0, num_bd + num_cross) are a prefix of every slice (offsets are
+  # >= 0): only the first m rows are ever warped, a static size on every device.
+  m = min(n, num_bd + num_cross)
+  head, head_gaze = images01[:m], gaze[:m]
   if num_cross:
-    noisy = triggers.apply_noise(spec, trigger, images01, key, rows=rows)
-    images = jnp.where(is_noise[:, None, None, None], noisy, images)
+    noisy = triggers.apply_noise(spec, trigger, head, key, rows=rows[:m])
+    head = jnp.where(is_noise[:m, None, None, None], noisy, head)
   if num_bd:
-    triggered = triggers.apply_trigger(spec, trigger, images01)
-    images = jnp.where(is_bd[:, None, None, None], triggered, images)
-    labels = jnp.where(is_bd[:, None], attack_targets(spec, gaze), gaze)
+    triggered = triggers.apply_trigger(spec, trigger, images01[:m])
+    head = jnp.where(is_bd[:m, None, None, None], triggered, head)
+    head_gaze = jnp.where(is_bd[:m, None], attack_targets(spec, gaze[:m]), head_gaze)
   roles = jnp.where(is_bd, BACKDOOR, jnp.where(is_noise, NOISE, CLEAN)).astype(jnp.int32)
-  return images, labels, roles
+  # Concatenation, not `.at[:m].set`: XLA:CPU (jax 0.10.2) computed wrong train steps with
+  # that in-place update under a one-device pmap (tests/test_train_step.py caught it).
+  return jnp.concatenate([head, images01[m:]]), jnp.concatenate([head_gaze, gaze[m:]]), roles
 
 
 def flip_augment(images01, gaze, key, rows):

@@ -17,7 +17,6 @@ image size. Images are NHWC.
 """
 import jax
 import jax.numpy as jnp
-from jax.scipy import ndimage
 import numpy as np
 
 # Keys' cubic convolution parameter used by PyTorch's bicubic interpolation.
@@ -91,25 +90,40 @@ def cross_grid(key, grid):
   return jnp.clip(grid + ins / grid.shape[-3], -1.0, 1.0)
 
 
-def _warp_plane(plane, rows, cols):
-  """Bilinear sample of one (H, W) plane at pixel coordinates; zero outside the image."""
-  # JAX's 'constant' mode zeroes each out-of-image corner separately, as grid_sample's
-  # padding_mode='zeros' does (SciPy calls this mode 'grid-constant').
-  return ndimage.map_coordinates(plane, [rows, cols], order=1, mode='constant', cval=0.0)
+def _corners(grid, h, w):
+  """(flat pixel index, bilinear weight) of each of the 4 corners of every grid point.
+
+  A corner outside the image gets weight 0 (and an in-bounds index): grid_sample's
+  padding_mode='zeros' zeroes each corner separately.
+  """
+  cols = (grid[..., 0] + 1.0) * (0.5 * (w - 1))
+  rows = (grid[..., 1] + 1.0) * (0.5 * (h - 1))
+  x0, y0 = jnp.floor(cols), jnp.floor(rows)
+  fx, fy = cols - x0, rows - y0
+  x0, y0 = x0.astype(jnp.int32), y0.astype(jnp.int32)
+  for dy, wy in ((0, 1.0 - fy), (1, fy)):
+    for dx, wx in ((0, 1.0 - fx), (1, fx)):
+      y, x = y0 + dy, x0 + dx
+      inside = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+      index = jnp.clip(y, 0, h - 1) * w + jnp.clip(x, 0, w - 1)
+      yield index, jnp.where(inside, wy * wx, 0.0)
 
 
 def warp(images, grid):
   """Warps NHWC `images` by a (H', W', 2) grid shared by all or a (N, H', W', 2) grid each.
 
   Same values as torch `grid_sample(mode='bilinear', padding_mode='zeros',
-  align_corners=True)`; the output is (N, H', W', C).
+  align_corners=True)`; the output is (N, H', W', C). Gathers from a table of pixels (all
+  samples' pixels side by side for a shared grid), which XLA fuses into one loop: 1.3-1.6x
+  faster on CPU than `map_coordinates` per plane (benchmarks/bench_warp.py).
   """
-  _, h, w, _ = images.shape
-  cols = (grid[..., 0] + 1.0) * (0.5 * (w - 1))
-  rows = (grid[..., 1] + 1.0) * (0.5 * (h - 1))
-  # One 2-D gather per (sample, channel) plane: measured faster than a single 4-D gather.
-  per_channel = jax.vmap(_warp_plane, in_axes=(0, None, None))
-  coord_axis = None if grid.ndim == 3 else 0
-  per_sample = jax.vmap(per_channel, in_axes=(0, coord_axis, coord_axis))
-  out = per_sample(jnp.moveaxis(images, -1, 1), rows, cols)
-  return jnp.moveaxis(out, 1, -1)
+  n, h, w, c = images.shape
+  if grid.ndim == 3:
+    table = jnp.transpose(images, (1, 2, 0, 3)).reshape(h * w, n * c)
+    out = sum(weight[..., None] * table[index] for index, weight in _corners(grid, h, w))
+    out = jnp.transpose(out.reshape(*grid.shape[:2], n, c), (2, 0, 1, 3))
+  else:
+    table = images.reshape(n * h * w, c)
+    first = (jnp.arange(n) * (h * w))[:, None, None]  # Each sample's first row in `table`.
+    out = sum(weight[..., None] * table[index + first] for index, weight in _corners(grid, h, w))
+  return out.astype(images.dtype)

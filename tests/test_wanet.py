@@ -80,11 +80,12 @@ def test_warp_matches_scipy_inside_image(per_sample):
                              atol=1e-5)
 
 
-def test_warp_zero_padding_outside_image():
+@pytest.mark.parametrize('per_sample', [False, True])
+def test_warp_zero_padding_outside_image(per_sample):
   # Beyond the border grid_sample blends with zeros per corner: SciPy's 'grid-constant'.
   # (SciPy's 'constant' returns cval for any point outside [0, n-1] instead.)
   images = _random((2, 10, 13, 2), seed=3)
-  grid = _random((2, 10, 13, 2), seed=4, low=-1.4, high=1.4)
+  grid = _random((2, 10, 13, 2) if per_sample else (10, 13, 2), seed=4, low=-1.4, high=1.4)
   expected = _scipy_warp(images, grid, 'grid-constant')
   np.testing.assert_allclose(wanet.warp(images, grid), expected, atol=1e-5)
   assert np.any(np.abs(grid) > 1.2) and np.any(expected == 0)
