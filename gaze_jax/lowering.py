@@ -39,12 +39,13 @@ Pads = tuple[tuple[int, int], tuple[int, int]]
 
 
 def use_eigen_convolutions():
-  """Adds EIGEN_CONVOLUTIONS_FLAG to XLA_FLAGS.
+  """Adds EIGEN_CONVOLUTIONS_FLAG to XLA_FLAGS on jax 0.10 (the pinned version).
 
-  Takes effect only if called before JAX starts its CPU backend (its first computation).
+  Other versions are left alone: XLA aborts on a flag it does not know. Takes effect only
+  if called before JAX starts its backend (its first computation).
   """
   flags = os.environ.get('XLA_FLAGS', '')
-  if EIGEN_CONVOLUTIONS_FLAG not in flags:
+  if jax.__version__.startswith('0.10.') and EIGEN_CONVOLUTIONS_FLAG not in flags:
     os.environ['XLA_FLAGS'] = f'{flags} {EIGEN_CONVOLUTIONS_FLAG}'.strip()
 
 
