@@ -103,17 +103,18 @@ def poison_batch(spec, trigger, images01, gaze, key, global_offset, global_batch
   # Poisoned global rows [0, num_bd + num_cross) are a prefix of every slice (offsets are
   # >= 0): only the first m rows are ever warped, a static size on every device.
   m = min(n, num_bd + num_cross)
-  head, head_gaze = images01[:m], gaze[:m]
+  clean_head, head_gaze = images01[:m], gaze[:m]
+  head = clean_head
   if num_cross:
-    noisy = triggers.apply_noise(spec, trigger, head, key, rows=rows[:m])
+    noisy = triggers.apply_noise(spec, trigger, clean_head, key, rows=rows[:m])
     head = jnp.where(is_noise[:m, None, None, None], noisy, head)
   if num_bd:
-    triggered = triggers.apply_trigger(spec, trigger, images01[:m])
+    triggered = triggers.apply_trigger(spec, trigger, clean_head)
     head = jnp.where(is_bd[:m, None, None, None], triggered, head)
-    head_gaze = jnp.where(is_bd[:m, None], attack_targets(spec, gaze[:m]), head_gaze)
+    head_gaze = jnp.where(is_bd[:m, None], attack_targets(spec, head_gaze), head_gaze)
   roles = jnp.where(is_bd, BACKDOOR, jnp.where(is_noise, NOISE, CLEAN)).astype(jnp.int32)
-  # Concatenation, not `.at[:m].set`: XLA:CPU (jax 0.10.2) computed wrong train steps with
-  # that in-place update under a one-device pmap (tests/test_train_step.py caught it).
+  # Concatenation, not `.at[:m].set`: under a one-device pmap XLA:CPU (jax 0.10.2) gave a
+  # train step with that in-place update unlike 8 devices' (tests/test_train_step.py).
   return jnp.concatenate([head, images01[m:]]), jnp.concatenate([head_gaze, gaze[m:]]), roles
 
 
