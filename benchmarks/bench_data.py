@@ -3,7 +3,7 @@
 Writes a small synthetic release (by default 2 persons x 100 samples at 448 px, the
 real release's resolution), then for each config builds the dataset from it (reading
 and validating the .mat files, transposing, resizing, zlib-encoding, writing
-array_record) and reads it back through `gaze_jax.input_pipeline.train_batches`
+array_record) and reads it back through `gaze_jax.pipeline.train_batches`
 (random access, zlib decoding, batching). Prints images per second for both.
 
   python -m benchmarks.bench_data                          # configs 224 and 64
@@ -17,7 +17,7 @@ import time
 
 import tensorflow_datasets as tfds
 
-from gaze_jax import input_pipeline
+from gaze_jax.data import pipeline
 from tfds_mpiifacegaze import mpii_face_gaze_dataset_builder as builder_lib
 from tfds_mpiifacegaze import synthesize
 
@@ -54,7 +54,7 @@ def main():
           download_config=tfds.download.DownloadConfig(manual_dir=release))
       build_rate = num_images / (time.perf_counter() - start)
       source = builder.as_data_source(split='+'.join(sorted(builder.info.splits)))
-      batches = input_pipeline.train_batches(source, args.batch, seed=0, process_index=0,
+      batches = pipeline.train_batches(source, args.batch, seed=0, process_index=0,
                                              process_count=1)
       next(batches)  # Threads started, first reads done.
       steps = max(1, int(args.read_epochs * len(source) / args.batch))

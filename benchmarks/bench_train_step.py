@@ -35,11 +35,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from configs import clean
-from gaze_jax import lowering
-from gaze_jax import poisoning
+from gaze_jax.configs import clean
+from gaze_jax.models import lowering
+from gaze_jax.attacks import poisoning
 from gaze_jax import train_step as ts
-from gaze_jax import triggers
+from gaze_jax.attacks import triggers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HUGETLB = 'glibc.malloc.hugetlb=1'
@@ -105,31 +105,32 @@ def _flops(cost):
 
 
 def _step_inputs(config):
-  """(pmapped step, state, sharded batch, key, trigger) of the project's train step."""
-  size, batch = config.data.image_size, config.train.batch_size
-  spec = poisoning.AttackSpec.from_config(config)
-  state = ts.create_train_state(config, ts.init_variables(config, jax.random.key(0)),
-                                steps_per_epoch=100)
+  """(lowered step, state, sharded batch, key, trigger) of the project's train step."""
+  run = config_lib.validate(config)
+  size, batch = run.data.image_size, run.train.batch_size
+  state = state_lib.create(run, state_lib.initial_variables(run.model, size, jax.random.key(0)),
+                           steps_per_epoch=100)
   rng = np.random.default_rng(0)
-  arrays = ts.shard({
+  arrays = device.shard({
       'image': rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8),
       'gaze': rng.uniform(-0.5, 0.5, (batch, 2)).astype(np.float32)})
-  step = ts.pmapped_train_step(spec, batch, flip=False)
-  return step, state, arrays, jax.random.key(1), triggers.make_trigger(spec, size)
+  key, trigger = jax.random.key(1), triggers.make_trigger(run.attack, size)
+  lowered = steps.p_train_step.lower(state, arrays, key, trigger, run.attack, batch, False)
+  return lowered, state, arrays, key, trigger
 
 
 def model_flops(size, batch, poison, dtype, optimizer):
   """FLOPs of one step of the plain nn.Conv model, from XLA's cost analysis (no compile)."""
-  step, *inputs = _step_inputs(_config(size, batch, 'xla', poison, dtype, optimizer))
-  return _flops(step.lower(*inputs).cost_analysis())
+  lowered, *_ = _step_inputs(_config(size, batch, 'xla', poison, dtype, optimizer))
+  return _flops(lowered.cost_analysis())
 
 
 def measure_jax(size, batch, conv_impl, poison, dtype, optimizer, steps, warmup):
   """Compile seconds and the median wall and CPU seconds per step of the train step."""
   config = _config(size, batch, conv_impl, poison, dtype, optimizer)
-  step, state, arrays, key, trigger = _step_inputs(config)
+  lowered, state, arrays, key, trigger = _step_inputs(config)
   start = time.perf_counter()
-  compiled = step.lower(state, arrays, key, trigger).compile()
+  compiled = lowered.compile()
   compile_s = time.perf_counter() - start
   for _ in range(warmup):
     state, metrics = compiled(state, arrays, key, trigger)

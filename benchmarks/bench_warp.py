@@ -14,9 +14,10 @@ import time
 import jax
 import numpy as np
 
-from gaze_jax import poisoning
-from gaze_jax import triggers
-from gaze_jax import wanet
+from gaze_jax.attacks import poisoning
+from gaze_jax.config import AttackSpec
+from gaze_jax.attacks import triggers
+from gaze_jax.attacks import wanet
 
 BATCH = 64
 TRAIN_BATCH = 32
@@ -89,7 +90,7 @@ def main():
 
 def _poison_seconds(size, runs):
   """Time of poison_batch on one device for the default WaNet attack."""
-  spec = poisoning.AttackSpec(kind='wanet')
+  spec = AttackSpec(kind='wanet')
   trigger = triggers.make_trigger(spec, size)
   images = jax.random.uniform(jax.random.key(1), (TRAIN_BATCH, size, size, 3))
   gaze = jax.numpy.zeros((TRAIN_BATCH, 2))

@@ -5,7 +5,7 @@ JAX's GPU memory preallocation cannot starve PyTorch), within a total budget of 
 seconds (default 220):
 
 - the matmul peak of the card (JAX, bfloat16 and float32 8192^3),
-- the project's real train step (`gaze_jax.train_step`, plain `nn.Conv` lowering) at 224 px
+- the project's real train step (`gaze_jax.training.steps`, plain `nn.Conv` lowering) at 224 px
   and batch `--batch` (256 fills an 80 GB card's compute), float32 and bfloat16 compute,
 - the PyTorch reference (`torch_reference.py`) on the same card, channels_last, with and
   without bfloat16 autocast,
@@ -59,23 +59,26 @@ def part_jax_step(dtype, batch, steps):
   sys.path.insert(0, ROOT)
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from configs import clean  # pylint: disable=g-import-not-at-top
-  from gaze_jax import poisoning  # pylint: disable=g-import-not-at-top
-  from gaze_jax import train_step as ts  # pylint: disable=g-import-not-at-top
-  from gaze_jax import triggers  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from gaze_jax import config as config_lib
+  from gaze_jax.attacks import triggers
+  from gaze_jax.configs import clean
+  from gaze_jax.data import device
+  from gaze_jax.training import state as state_lib
+  from gaze_jax.training import steps
   config = clean.get_config()
   config.data.image_size, config.train.batch_size = 224, batch
   config.model.dtype, config.model.conv_impl = dtype, 'xla'
-  spec = poisoning.AttackSpec.from_config(config)
-  state = ts.create_train_state(config, ts.init_variables(config, jax.random.key(0)), 100)
-  trigger = triggers.make_trigger(spec, 224)
+  run = config_lib.validate(config)
+  state = state_lib.create(run, state_lib.initial_variables(run.model, 224, jax.random.key(0)),
+                           100)
+  trigger = triggers.make_trigger(run.attack, 224)
   rng = np.random.default_rng(0)
-  arrays = ts.shard({'image': rng.integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8),
-                     'gaze': rng.uniform(-0.5, 0.5, (batch, 2)).astype(np.float32)})
+  arrays = device.shard({'image': rng.integers(0, 256, (batch, 224, 224, 3), dtype=np.uint8),
+                         'gaze': rng.uniform(-0.5, 0.5, (batch, 2)).astype(np.float32)})
   arrays = jax.device_put(arrays)
   key = jax.random.key(1)
-  step = ts.pmapped_train_step(spec, batch, flip=False)
-  lowered = step.lower(state, arrays, key, trigger)
+  lowered = steps.p_train_step.lower(state, arrays, key, trigger, run.attack, batch, False)
   cost = lowered.cost_analysis()
   flops = sum(c.get('flops', 0.0) for c in (cost if isinstance(cost, list) else [cost]))
   start = time.perf_counter()

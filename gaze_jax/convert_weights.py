@@ -9,7 +9,6 @@ The file is checked against the model before it is written, so a wrong state dic
 reported here rather than at the start of training. All tensors are kept, `fc` included.
 """
 import argparse
-import os
 import sys
 
 import jax
@@ -17,23 +16,19 @@ import jax.numpy as jnp
 import numpy as np
 import safetensors.numpy
 
-from gaze_jax import model as model_lib
-from gaze_jax import pretrained
+from gaze_jax.models import resnet
+from gaze_jax.models import torchvision
+from gaze_jax.workdir import files
 
 
 def convert(in_path, out_path):
   """Writes the state dict at `in_path` to `out_path` after checking names and shapes."""
-  state = pretrained.load_torchvision_resnet18(in_path)
-  abstract = jax.eval_shape(model_lib.ResNet18Gaze(conv_impl='xla').init,
+  state = torchvision.load_torchvision_resnet18(in_path)
+  abstract = jax.eval_shape(resnet.ResNet18Gaze(conv_impl='xla').init,
                             jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
-  pretrained.torchvision_to_flax(state, abstract)  # Raises on any mismatch.
-  tmp = out_path + '.tmp'
-  try:
-    safetensors.numpy.save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, tmp)
-    os.replace(tmp, out_path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  torchvision.torchvision_to_flax(state, abstract)  # Raises on any mismatch.
+  data = safetensors.numpy.save({k: np.ascontiguousarray(v) for k, v in state.items()})
+  files.write_atomic(out_path, lambda f: f.write(data), mode='wb')
 
 
 def main(argv=None):

@@ -13,7 +13,9 @@ import flax
 import numpy as np
 import safetensors.numpy
 
-from gaze_jax import model as model_lib
+from gaze_jax.errors import UserError
+from gaze_jax.models import resnet
+from gaze_jax.workdir import files
 
 MODEL_FILE = 'model.safetensors'
 CONFIG_FILE = 'config.json'
@@ -43,8 +45,8 @@ def _description(trigger_names):
           "epsilon 1e-5, global average pool) with fc: 512 -> 2."),
       'input': (
           'RGB face crops as float32 NHWC in [0, 1], resized to config.data.image_size. '
-          f'The model normalises them itself: (x - {list(model_lib.IMAGENET_MEAN)}) / '
-          f'{list(model_lib.IMAGENET_STD)}.'),
+          f'The model normalises them itself: (x - {list(resnet.IMAGENET_MEAN)}) / '
+          f'{list(resnet.IMAGENET_STD)}.'),
       'output': (
           '(pitch, yaw) in radians; gaze vector x = -cos(pitch) sin(yaw), '
           'y = -sin(pitch), z = -cos(pitch) cos(yaw).'),
@@ -73,7 +75,7 @@ def export_model(out_dir, variables, config, trigger=None):
   Args:
     out_dir: created if needed; an earlier export there is replaced.
     variables: the model's {'params': ..., 'batch_stats': ...}.
-    config: the run's ConfigDict (or a plain dict).
+    config: the run's config as a plain dict (or a ConfigDict).
     trigger: None, or the run's trigger state, name -> array (WaNet: noise_grid).
   """
   tensors = {'/'.join(path): np.ascontiguousarray(value) for path, value in
@@ -85,19 +87,12 @@ def export_model(out_dir, variables, config, trigger=None):
   description = dict(_description(trigger), config=config)
   text = json.dumps(description, indent=2, default=_json_default) + '\n'
 
-  os.makedirs(out_dir, exist_ok=True)
-  model_path, config_path = (os.path.join(out_dir, f) for f in (MODEL_FILE, CONFIG_FILE))
-  tmp_model, tmp_config = model_path + '.tmp', config_path + '.tmp'
+  model = safetensors.numpy.save(tensors, metadata={'format': FORMAT})
   try:
-    safetensors.numpy.save_file(tensors, tmp_model, metadata={'format': FORMAT})
-    with open(tmp_config, 'w') as f:
-      f.write(text)
-    os.replace(tmp_model, model_path)
-    os.replace(tmp_config, config_path)
-  finally:
-    for tmp in (tmp_model, tmp_config):
-      if os.path.exists(tmp):
-        os.remove(tmp)
+    files.write_atomic_many([(os.path.join(out_dir, MODEL_FILE), lambda f: f.write(model), 'wb'),
+                             (os.path.join(out_dir, CONFIG_FILE), lambda f: f.write(text), 'w')])
+  except OSError as e:
+    raise UserError(f'cannot write the export to {out_dir}: {e}') from e
 
 
 def load_export(out_dir):

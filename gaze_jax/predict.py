@@ -4,7 +4,8 @@ A user who trained a model wants its gaze on new images, and for a poisoned run 
 see the backdoor act on them: `predict` optionally applies the run's saved trigger first,
 exactly as evaluation does. Images are resized to the run's input size by the dataset
 builder's own area-averaging resize, so they match what the model was trained on. Output
-rows give (pitch, yaw) in degrees and the 3-D unit gaze vector (`gaze.pitchyaw_to_vector`).
+rows give (pitch, yaw) in degrees and the 3-D unit gaze vector
+(`geometry.pitchyaw_to_vector`).
 """
 import csv
 import functools
@@ -15,12 +16,13 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from gaze_jax import gaze
-from gaze_jax import poisoning
-from gaze_jax import runs
-from gaze_jax import train_step as ts
-from gaze_jax import triggers
+from gaze_jax import geometry
+from gaze_jax.attacks import triggers
+from gaze_jax.data import device
 from gaze_jax.errors import UserError
+from gaze_jax.models import resnet
+from gaze_jax.training import runs
+from gaze_jax.workdir import files
 from tfds_mpiifacegaze import mpii_face_gaze_dataset_builder as builder
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
@@ -40,21 +42,19 @@ def find_run_dir(workdir):
 
 
 def load_run(run_dir):
-  """(config, state, trigger) of the newest intact checkpoint in `run_dir`."""
-  config = runs.load_config(run_dir)
-  if not os.path.isdir(os.path.join(run_dir, 'checkpoints')):  # Don't create it here.
-    raise UserError(f'no checkpoint in {run_dir}; train it first')
-  state, trigger = runs.restore(run_dir, config)
-  return config, state, trigger
+  """(RunSpec, state, trigger) of the newest intact checkpoint in `run_dir`."""
+  run = runs.load(run_dir)
+  state, trigger = runs.restore(run_dir, run)
+  return run, state, trigger
 
 
-def wants_trigger(config, kind):
+def wants_trigger(run, kind):
   """Whether `--trigger=kind` asks for the run's trigger: 'none', or the run's attack kind."""
   if kind == 'none':
     return False
-  if config.attack.kind not in ('none', kind):  # A clean run is refused by `predict`.
-    raise UserError(f"--trigger={kind}, but this run's attack is {config.attack.kind!r}; "
-                    f'use --trigger={config.attack.kind} or --trigger=none')
+  if run.attack.kind not in ('none', kind):  # A clean run is refused by `predict`.
+    raise UserError(f"--trigger={kind}, but this run's attack is {run.attack.kind!r}; "
+                    f'use --trigger={run.attack.kind} or --trigger=none')
   return True
 
 
@@ -94,24 +94,24 @@ def load_images(paths, image_size):
 
 @functools.partial(jax.jit, static_argnames=('model', 'spec'))
 def _forward(variables, trigger, images_uint8, *, model, spec):
-  images = ts.to_unit_range(images_uint8)
+  images = device.to_unit_range(images_uint8)
   if spec is not None:
     images = triggers.apply_trigger(spec, trigger, images)
   return model.apply(variables, images, train=False)
 
 
-def predict(config, state, trigger, images_uint8, apply_trigger):
+def predict(run, state, trigger, images_uint8, apply_trigger):
   """(N, 2) pitch, yaw in radians of uint8 images, optionally with the run's trigger applied."""
-  spec = poisoning.AttackSpec.from_config(config)
+  spec = run.attack
   if apply_trigger and (spec.kind == 'none' or not trigger):
     raise UserError('this run was trained without an attack (attack.kind='
                     f"{spec.kind!r}), so it has no trigger to apply")
-  model = ts.make_model(config, axis_name=None)
+  model = resnet.from_spec(run.model)
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
   forward = functools.partial(_forward, variables, trigger, model=model,
                               spec=spec if apply_trigger else None)
   n = len(images_uint8)
-  batch = min(config.eval.batch_size, n)
+  batch = min(run.eval.batch_size, n)
   outputs = []
   for start in range(0, n, batch):  # The last batch is padded: one compiled shape.
     chunk = images_uint8[start:start + batch]
@@ -124,18 +124,19 @@ def predict(config, state, trigger, images_uint8, apply_trigger):
 def rows(names, pitchyaw):
   """One dict per image (COLUMNS): pitch and yaw in degrees and the unit gaze vector."""
   degrees = np.degrees(pitchyaw)
-  vectors = np.asarray(gaze.pitchyaw_to_vector(jnp.asarray(pitchyaw)))
+  vectors = np.asarray(geometry.pitchyaw_to_vector(jnp.asarray(pitchyaw)))
   return [dict(zip(COLUMNS, (name, *map(float, d), *map(float, v))))
           for name, d, v in zip(names, degrees, vectors)]
 
 
 def write_csv(path, table):
   """Writes `rows`' output with a header line."""
+  def write(f):
+    writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator='\n')
+    writer.writeheader()
+    writer.writerows(table)
   try:
-    with open(path, 'w', newline='') as f:
-      writer = csv.DictWriter(f, fieldnames=COLUMNS)
-      writer.writeheader()
-      writer.writerows(table)
+    files.write_atomic(path, write)
   except OSError as e:
     raise UserError(f'cannot write {path}: {e}') from e
 

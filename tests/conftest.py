@@ -1,6 +1,6 @@
 """Shared fixtures: a tiny synthetic release and a `data` config built on it once.
 
-`tiny_data_config` is the `data` section of configs/clean.py pointed at a session
+`tiny_data_config` is the `data` section of gaze_jax/configs/clean.py pointed at a session
 temporary root, sized for tests (3 persons x 12 samples, 64 px source, 32 px
 images); its TFDS dataset is built once, when the fixture is first used (~1 s).
 `tiny_release` is the folder of that release's p00.mat ... p02.mat. Both are shared
@@ -10,9 +10,9 @@ not write into the release folder.
 import pytest
 import tensorflow_datasets as tfds
 
-from configs import clean
-from gaze_jax import input_pipeline
-from gaze_jax import lowering
+from gaze_jax.configs import clean
+from gaze_jax.data import release
+from gaze_jax.models import lowering
 
 tfds.disable_progress_bar()
 lowering.use_eigen_convolutions()  # As run.py does; subprocesses inherit it.
@@ -26,10 +26,10 @@ def tiny_data_config(tmp_path_factory):
   d.synthetic.persons = 3
   d.synthetic.samples_per_person = 12
   d.synthetic.image_size = 64
-  input_pipeline.prepare(d)
+  release.prepare(d)
   return d
 
 
 @pytest.fixture(scope='session')
 def tiny_release(tiny_data_config):
-  return input_pipeline.synthetic_release(tiny_data_config)
+  return release.synthetic_release(tiny_data_config)

@@ -8,7 +8,7 @@ from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
 
-from gaze_jax import input_pipeline
+from gaze_jax.data import release
 from tfds_mpiifacegaze import matfile
 from tfds_mpiifacegaze import mpii_face_gaze_dataset_builder as builder_lib
 
@@ -28,7 +28,7 @@ def test_registered_with_configs():
 
 
 def test_split_names_and_counts(tiny_data_config):
-  builder = input_pipeline.prepare(tiny_data_config)
+  builder = release.prepare(tiny_data_config)
   assert sorted(builder.info.splits) == ['p00', 'p01', 'p02']
   assert all(builder.info.splits[p].num_examples == 12 for p in ('p00', 'p01', 'p02'))
   assert len(builder.as_data_source(split='p00+p02')) == 24
@@ -38,7 +38,7 @@ def test_split_names_and_counts(tiny_data_config):
 
 
 def test_examples_carry_the_release_exactly(tiny_data_config, tiny_release):
-  builder = input_pipeline.prepare(tiny_data_config)
+  builder = release.prepare(tiny_data_config)
   for person in range(3):
     source = builder.as_data_source(split=f'p{person:02d}')
     with matfile.ReleaseFile(os.path.join(tiny_release, matfile.file_name(person))) as f:

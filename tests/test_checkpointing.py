@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gaze_jax.checkpointing import Checkpoints
+from gaze_jax.workdir.checkpoints import Checkpoints
 from gaze_jax.errors import UserError
-from gaze_jax.workdir_lock import WorkdirLock
+from gaze_jax.workdir.lock import WorkdirLock
 
 
 def make_state(scale):

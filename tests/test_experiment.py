@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs import wanet
-from gaze_jax import experiment
-from gaze_jax import finetune
-from gaze_jax import runs
-from gaze_jax import stealth
-from gaze_jax import sweep
-from gaze_jax import train_step as ts
+from gaze_jax import config as config_lib
+from gaze_jax.config import TRIGGER_KINDS
+from gaze_jax.configs import wanet
 from gaze_jax.errors import UserError
+from gaze_jax.experiments import finetune
+from gaze_jax.experiments import main
+from gaze_jax.training import init
+from gaze_jax.training import runs
 
 # Tiny runs (~3 steps); 8 x 0.25 = 2 backdoor + 4 noise samples per batch.
 TINY = {'train.batch_size': 8, 'train.num_epochs': 1, 'model.conv_impl': 'xla',
@@ -27,10 +27,10 @@ FIGURES = ('triggers_wanet', 'triggers_badnets', 'triggers_blended', 'training_c
 
 @pytest.fixture(scope='module')
 def workdir(tiny_data_config, tmp_path_factory):
-  config = sweep.apply_overrides(wanet.get_config(), TINY)
+  config = config_lib.apply_overrides(wanet.get_config(), TINY)
   config.data = copy.deepcopy(tiny_data_config)
   path = str(tmp_path_factory.mktemp('experiment'))
-  summary = experiment.run(config, path, show_progress=False)
+  summary = main.run(config_lib.validate(config), path, show_progress=False)
   assert summary['report'] == os.path.join(path, 'report.md')
   return path
 
@@ -49,7 +49,7 @@ def test_results_hold_every_measurement(workdir):
   assert len(curves['taus']) == len(curves['poisoned']) == len(curves['clean'])
   at_5 = curves['taus'].index(5.0)
   assert curves['poisoned'][at_5] == pytest.approx(results['models']['poisoned']['asr@5'])
-  assert set(results['stealth']) == set(stealth.KINDS)
+  assert set(results['stealth']) == set(TRIGGER_KINDS)
   assert results['stealth']['wanet']['displacement_max_px'] > 0
 
 
@@ -74,11 +74,11 @@ def test_finetune_needs_a_finished_experiment(tmp_path):
 
 def test_finetune_starts_from_the_poisoned_model_and_joins_the_report(workdir):
   poisoned_dir = os.path.join(workdir, 'poisoned')
-  config = finetune.finetune_config(poisoned_dir, {'train.num_epochs': 1})
-  assert config.attack.pc == 0 and config.train.learning_rate == 1e-4
-  assert config.model.init_from == os.path.abspath(poisoned_dir)
+  run = finetune.finetune_run(poisoned_dir, {'train.num_epochs': 1})
+  assert run.attack.pc == 0 and run.train.learning_rate == 1e-4
+  assert run.model.init_from == os.path.abspath(poisoned_dir)
   poisoned, poisoned_trigger = runs.restore(poisoned_dir)
-  first, trigger = ts.initial_state(config, steps_per_epoch=1)
+  first, trigger = init.initial_state(run, steps_per_epoch=1)
   jax.tree.map(np.testing.assert_array_equal, first.params, poisoned.params)
   jax.tree.map(np.testing.assert_array_equal, first.batch_stats, poisoned.batch_stats)
   jax.tree.map(np.testing.assert_array_equal, trigger, poisoned_trigger)

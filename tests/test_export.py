@@ -8,16 +8,18 @@ import numpy as np
 import pytest
 import safetensors.numpy
 
-from configs import wanet
+from gaze_jax.configs import wanet
+from gaze_jax.errors import UserError
+from gaze_jax.workdir import files
 from gaze_jax import export
-from gaze_jax import model as model_lib
+from gaze_jax.models import resnet
 
 IMAGE = 32
 
 
 @pytest.fixture(scope='module')
 def variables():
-  return model_lib.ResNet18Gaze(conv_impl='xla').init(
+  return resnet.ResNet18Gaze(conv_impl='xla').init(
       jax.random.key(0), jnp.zeros((1, IMAGE, IMAGE, 3)))
 
 
@@ -41,7 +43,7 @@ def test_round_trip_is_bitwise(variables, tmp_path):
   assert config_dict == json.loads(json.dumps(config.to_dict()))
 
   images = np.random.default_rng(1).uniform(size=(2, IMAGE, IMAGE, 3)).astype(np.float32)
-  model = model_lib.ResNet18Gaze(conv_impl='xla')
+  model = resnet.ResNet18Gaze(conv_impl='xla')
   np.testing.assert_array_equal(model.apply(loaded, images), model.apply(variables, images))
 
 
@@ -72,14 +74,16 @@ def test_failed_export_leaves_previous_one(tmp_path, monkeypatch):
   old = {'params': {'fc': {'bias': np.zeros(2, np.float32)}}}
   export.export_model(str(tmp_path), old, {'seed': 0})
 
-  def fail(tensors, path, metadata=None):
-    del tensors, metadata
-    with open(path, 'wb') as f:
-      f.write(b'partial')
-    raise OSError('disk full')
+  real_fsync, calls = files.os.fsync, []
 
-  monkeypatch.setattr(export.safetensors.numpy, 'save_file', fail)
-  with pytest.raises(OSError, match='disk full'):
+  def fsync_fails_on_the_second_file(fd):
+    calls.append(fd)
+    if len(calls) == 2:  # The model file is complete; the config file hits a full disk.
+      raise OSError(28, 'No space left on device')
+    real_fsync(fd)
+
+  monkeypatch.setattr(files.os, 'fsync', fsync_fails_on_the_second_file)
+  with pytest.raises(UserError, match=r'cannot write the export to .*No space left on device'):
     export.export_model(str(tmp_path), {'params': {'fc': {'bias': np.ones(2, np.float32)}}},
                         {'seed': 1})
   assert sorted(os.listdir(tmp_path)) == [export.CONFIG_FILE, export.MODEL_FILE]

@@ -30,21 +30,23 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from configs import wanet
-from gaze_jax import input_pipeline
-from gaze_jax import poisoning
+from gaze_jax.configs import wanet
+from gaze_jax import config as config_lib
+from gaze_jax.data import pipeline
+from gaze_jax.data import release
+from gaze_jax.data import splits
 from gaze_jax import predict
-from gaze_jax import triggers
-from gaze_jax.checkpointing import Checkpoints
+from gaze_jax.attacks import triggers
+from gaze_jax.workdir.checkpoints import Checkpoints
 from gaze_jax.errors import UserError
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DRIVER = ROOT / 'tests' / 'scripts' / 'fault_driver.py'
 KILLED = -signal.SIGKILL
 # Points where runs are killed (fault_driver's MODULE:ATTR:N:ACTION).
-BETWEEN_POINTS = 'gaze_jax.sweep:_point:2:kill_before'
-DURING_SECOND_SAVE = 'gaze_jax.checkpointing:Checkpoints.save:2:kill_after'  # Async write on.
-DURING_EVALUATION = 'gaze_jax.evaluation:summarize:1:kill_before'  # Predictions made.
+BETWEEN_POINTS = 'gaze_jax.experiments.sweep:_point:2:kill_before'
+DURING_SECOND_SAVE = 'gaze_jax.workdir.checkpoints:Checkpoints.save:2:kill_after'  # Async write on.
+DURING_EVALUATION = 'gaze_jax.training.evaluate:summarize:1:kill_before'  # Predictions made.
 # Both points of the sweep have the base config: the second is killed inside, the first is
 # the uninterrupted reference.
 GRID = "def get_sweep():\n  return [{'wanet.s': 0.5}, {'attack.seed': 0}]\n"
@@ -63,7 +65,7 @@ def data_flags(data_config, root=None):
 @pytest.fixture(scope='module')
 def flags(tiny_data_config):
   """run.py flags of the tiny poisoned run: 6 steps, checkpoints 2, 3, 4, 6 (3 kept)."""
-  return ['--config=configs/wanet.py', *data_flags(tiny_data_config),
+  return ['--config=gaze_jax/configs/wanet.py', *data_flags(tiny_data_config),
           '--config.model.conv_impl=xla', '--config.train.batch_size=8',
           '--config.train.num_epochs=2', '--config.train.checkpoint_every_steps=2',
           '--config.train.log_every_steps=1', '--config.train.max_to_keep=3',
@@ -232,12 +234,12 @@ def test_dataset_build_killed_midway_starts_clean(tmp_path, tiny_data_config, ti
   root = tmp_path / 'data'
   args = ['--mode=train', f'--workdir={tmp_path / "run"}', '--config.model.conv_impl=xla',
           *data_flags(tiny_data_config, root)]
-  release = root / 'releases' / os.path.basename(tiny_release)
+  release_dir = root / 'releases' / os.path.basename(tiny_release)
   # Killed while writing the release: after p00.mat and p01.mat.
   killed = run(args, env, at='tfds_mpiifacegaze.matfile:write_release_file:3:kill_before')
   assert killed.returncode == KILLED, killed
   partial, = (root / 'releases').glob('*.incomplete-*')
-  assert sorted(os.listdir(partial)) == ['p00.mat', 'p01.mat'] and not release.exists()
+  assert sorted(os.listdir(partial)) == ['p00.mat', 'p01.mat'] and not release_dir.exists()
   # Killed while TFDS builds the dataset: p00's examples written, p01's starting.
   killed = run(args, env, at='tfds_mpiifacegaze.mpii_face_gaze_dataset_builder:examples:2:'
                              'kill_before')
@@ -245,10 +247,10 @@ def test_dataset_build_killed_midway_starts_clean(tmp_path, tiny_data_config, ti
   assert list(root.glob('tfds/*/mpii_face_gaze/32/incomplete.*/*p00*'))
   config = tiny_data_config.copy_and_resolve_references()
   config.root = str(root)
-  built = input_pipeline.prepare(config)  # The next build.
+  built = release.prepare(config)  # The next build.
   for name in os.listdir(tiny_release):
-    assert (release / name).read_bytes() == (pathlib.Path(tiny_release) / name).read_bytes()
-  expected = input_pipeline.prepare(tiny_data_config)
+    assert (release_dir / name).read_bytes() == (pathlib.Path(tiny_release) / name).read_bytes()
+  expected = release.prepare(tiny_data_config)
   for split in expected.info.splits:
     ours, theirs = built.as_data_source(split), expected.as_data_source(split)
     assert len(ours) == len(theirs)
@@ -355,12 +357,12 @@ def test_user_mistakes_are_one_line_and_bugs_a_traceback(tmp_path, flags, env):
   }
   started = {name: Run([f'--workdir={tmp_path / str(i)}', *args], env)
              for i, (name, (args, _)) in enumerate(cases.items())}
-  bug = run([f'--workdir={tmp_path / "bug"}', *train], env, at='gaze_jax.train:_train:1:bug')
+  bug = run([f'--workdir={tmp_path / "bug"}', *train], env, at='gaze_jax.training.loop:_train:1:bug')
   for name, (_, expected) in cases.items():
     line = error_line(started[name].wait())
     assert line == expected or re.fullmatch(expected, line), f'{name}: {line}'
   assert bug.returncode == 1 and 'Traceback' in bug.stderr, bug
-  assert bug.stderr.strip().endswith('RuntimeError: injected bug in gaze_jax.train._train')
+  assert bug.stderr.strip().endswith('RuntimeError: injected bug in gaze_jax.training.loop._train')
 
 
 # 5. Hostile files.
@@ -471,9 +473,8 @@ def test_handed_run_directory_runs_no_code_and_refuses_crafted_arrays(tmp_path, 
   trap[()] = Payload(marker)
   for name in os.listdir(workdir / 'trigger'):  # Saved grids as pickles that run code.
     np.save(workdir / 'trigger' / name, trap, allow_pickle=True)
-  config, state, trigger = predict.load_run(str(workdir))
-  expected = triggers.make_trigger(poisoning.AttackSpec.from_config(config),
-                                   config.data.image_size)
+  run_spec, state, trigger = predict.load_run(str(workdir))
+  expected = triggers.make_trigger(run_spec.attack, run_spec.data.image_size)
   jax.tree.map(np.testing.assert_array_equal, trigger, expected)
   # A newest checkpoint whose grid has another shape (and a digest that matches it).
   ckpts = Checkpoints(workdir / 'checkpoints', max_to_keep=None)
@@ -499,15 +500,15 @@ def test_same_config_and_seed_give_the_same_results(sweep):
 def test_another_seed_gives_other_grids_and_another_data_order(tiny_data_config, reference):
   """What the run does with `seed` (data order) and `attack.seed` (trigger grid)."""
   config = wanet.get_config()
-  source, _ = input_pipeline.load_splits(tiny_data_config, config.seed)
+  source, _ = splits.load_splits(tiny_data_config, config.seed)
 
   def first_epoch(seed):
-    batches = input_pipeline.train_batches(source, 8, seed)
+    batches = pipeline.train_batches(source, 8, seed)
     return np.concatenate([next(batches)['gaze'] for _ in range(3)])
 
   def grid(seed):
     config.attack.seed = seed
-    return triggers.make_trigger(poisoning.AttackSpec.from_config(config), 32)['noise_grid']
+    return triggers.make_trigger(config_lib.validate(config).attack, 32)['noise_grid']
 
   saved = np.load(reference / 'trigger' / 'noise_grid.npy', allow_pickle=False)
   np.testing.assert_array_equal(saved, grid(0))  # What the run used.

@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gaze_jax import figures
-from gaze_jax import triggers
-from gaze_jax.poisoning import AttackSpec
+from gaze_jax.metrics import imperceptibility
+from gaze_jax.report import figures
+from gaze_jax.attacks import triggers
+from gaze_jax.config import AttackSpec
 
 SIZE = 32
 
@@ -36,7 +37,7 @@ def _save_and_check(fig, path, expected_panels):
 def test_trigger_figure(tmp_path, kind):
   spec = AttackSpec(kind=kind, k=4, s=0.5)
   trigger = triggers.make_trigger(spec, SIZE)
-  data = figures.trigger_panels(spec, trigger, _faces(2))
+  data = imperceptibility.trigger_panels(spec, trigger, _faces(2))
   assert data['triggered'].shape == (2, SIZE, SIZE, 3)
   assert data['residual'].shape == (2, SIZE, SIZE)
   metrics = {'psnr': 30.0, 'ssim': 0.9, 'linf': 0.1}
@@ -48,7 +49,7 @@ def test_trigger_figure(tmp_path, kind):
 def test_wanet_panel_is_the_displacement_in_pixels():
   spec = AttackSpec(kind='wanet', k=4, s=1.0)
   trigger = triggers.make_trigger(spec, SIZE)
-  shown = figures.trigger_panels(spec, trigger, _faces(1))['trigger']
+  shown = imperceptibility.trigger_panels(spec, trigger, _faces(1))['trigger']
   np.testing.assert_allclose(np.linalg.norm(shown, axis=-1),
                              triggers.displacement_px(spec, trigger), atol=1e-5)
 

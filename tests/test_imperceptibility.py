@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from skimage import metrics
 
-from gaze_jax import imperceptibility
-from gaze_jax import triggers
-from gaze_jax.poisoning import AttackSpec
+from gaze_jax.metrics import imperceptibility
+from gaze_jax.attacks import triggers
+from gaze_jax.config import AttackSpec
 
 C1, C2 = 0.01**2, 0.03**2  # SSIM constants for data range 1.
 

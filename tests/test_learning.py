@@ -8,10 +8,11 @@ import copy
 import numpy as np
 import pytest
 
-from configs import wanet
-from gaze_jax import experiment
-from gaze_jax import gaze
-from gaze_jax import input_pipeline
+from gaze_jax import config as config_lib
+from gaze_jax import geometry
+from gaze_jax.configs import wanet
+from gaze_jax.data import splits
+from gaze_jax.experiments import main
 
 
 @pytest.fixture(scope='module')
@@ -29,17 +30,17 @@ def tiny_experiment(tmp_path_factory, tiny_data_config):
   # A target far from every true gaze: the control's backdoor error is then large, so a
   # learnt backdoor stands out from a model that just predicts gaze near the mean.
   config.target.gaze = (0.3, 0.5)
-  summary = experiment.run(config, str(tmp_path_factory.mktemp('learning_run')),
-                           show_progress=False)
+  summary = main.run(config_lib.validate(config), str(tmp_path_factory.mktemp("learning_run")),
+                     show_progress=False)
   return config, summary['models']
 
 
 def mean_gaze_error(config):
   """Error of always predicting the training set's mean gaze: the bar a model must clear."""
-  train, test = input_pipeline.load_splits(config.data, config.seed)
+  train, test = splits.load_splits(config.data, config.seed)
   mean = np.mean([train[i]['gaze'] for i in range(len(train))], axis=0)
   truth = np.stack([test[i]['gaze'] for i in range(len(test))])
-  return float(np.mean(gaze.angular_error_deg(np.broadcast_to(mean, truth.shape), truth)))
+  return float(np.mean(geometry.angular_error_deg(np.broadcast_to(mean, truth.shape), truth)))
 
 
 def test_clean_model_beats_predicting_the_mean(tiny_experiment):

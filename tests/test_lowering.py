@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gaze_jax import lowering
-from gaze_jax.model import ResNet18Gaze
+from gaze_jax.models import lowering
+from gaze_jax.models.resnet import ResNet18Gaze
 
 
 def assert_trees_close(actual, expected, rtol):
@@ -174,7 +174,7 @@ def test_checkpoints_load_across_lowerings():
 
 
 def test_use_eigen_convolutions_switches_xla_off_ynnpack():
-  code = ('from gaze_jax import lowering; lowering.use_eigen_convolutions(); '
+  code = ('from gaze_jax.models import lowering; lowering.use_eigen_convolutions(); '
           'print(lowering._ynn_convolutions())')  # pylint: disable=protected-access
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True,

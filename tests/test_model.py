@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gaze_jax.model import ResNet18Gaze
+from gaze_jax.models.resnet import ResNet18Gaze
 
 # torchvision resnet18: 11,689,512 parameters with the 1000-way fc (512*1000 + 1000);
 # replacing it by Linear(512, 2) gives 11,689,512 - 513,000 + 1,026.

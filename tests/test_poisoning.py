@@ -6,11 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import clean
-from gaze_jax import poisoning
-from gaze_jax import triggers
+from gaze_jax import config as config_lib
+from gaze_jax.configs import clean
+from gaze_jax.attacks import poisoning
+from gaze_jax.attacks import triggers
 from gaze_jax.errors import ConfigError
-from gaze_jax.poisoning import AttackSpec
+from gaze_jax.config import AttackSpec
 
 SIZE = 16
 
@@ -27,14 +28,14 @@ def test_spec_from_config_is_static_and_validated():
   config.attack.kind = 'wanet'
   config.wanet.k = 28
   config.target.gaze = [0.1, -0.3]
-  spec = AttackSpec.from_config(config)
+  spec = config_lib.validate(config).attack
   assert spec == AttackSpec(kind='wanet', k=28, target_gaze=(0.1, -0.3))
-  assert hash(spec) == hash(AttackSpec.from_config(config))
+  assert hash(spec) == hash(config_lib.validate(config).attack)
   f = jax.jit(lambda x, spec: x * spec.s, static_argnames='spec')
   assert float(f(2.0, spec=spec)) == 1.0
   config.attack.kind = 'trojan'
   with pytest.raises(ConfigError, match='attack.kind'):
-    AttackSpec.from_config(config)
+    config_lib.validate(config)
 
 
 @pytest.mark.parametrize('b,pc,cross_ratio,expected', [
@@ -43,7 +44,7 @@ def test_spec_from_config_is_static_and_validated():
     (100, 0.29, 0.5, (28, 14)),  # 100 * 0.29 = 28.999999999999996 truncates to 28.
     (8, 0.1, 2, (0, 0)), (50, 0.1, 1.5, (5, 7)), (16, 0.25, 0, (4, 0))])
 def test_split_counts_truncate_like_official(b, pc, cross_ratio, expected):
-  assert poisoning.split_counts(b, pc, cross_ratio) == expected
+  assert config_lib.split_counts(b, pc, cross_ratio) == expected
 
 
 def test_target_modes():

@@ -11,33 +11,33 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs import clean
-from configs import wanet
-from gaze_jax import checkpointing
+from gaze_jax import config as config_lib
 from gaze_jax import export
-from gaze_jax import files
-from gaze_jax import poisoning
 from gaze_jax import predict
-from gaze_jax import train_step as ts
-from gaze_jax import triggers
+from gaze_jax.attacks import triggers
+from gaze_jax.configs import clean
+from gaze_jax.configs import wanet
 from gaze_jax.errors import UserError
-from gaze_jax.model import ResNet18Gaze
+from gaze_jax.models.resnet import ResNet18Gaze
+from gaze_jax.training import init
+from gaze_jax.workdir import checkpoints
+from gaze_jax.workdir import files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 32
 
 
-def tiny_config(base):
+def tiny_run(base):
   config = base.get_config()
   config.data.image_size = SIZE
   config.model.conv_impl = 'xla'
   config.eval.batch_size = 2  # Three test images: two batches, the last one padded.
-  return config
+  return config_lib.validate(config)
 
 
-def save_run(run_dir, config):
+def save_run(run_dir, spec):
   """A run directory as training leaves it, with weights and BatchNorm statistics perturbed."""
-  state, trigger = ts.initial_state(config, 1)
+  state, trigger = init.initial_state(spec, 1)
   keys = iter(jax.random.split(jax.random.key(1), 200))
 
   def perturb(path, x):  # Small noise; BatchNorm variances stay positive.
@@ -47,20 +47,20 @@ def save_run(run_dir, config):
   state = state.replace(step=jnp.asarray(3, jnp.int32),  # A trained state's step is an array.
                         params=jax.tree_util.tree_map_with_path(perturb, state.params),
                         batch_stats=jax.tree_util.tree_map_with_path(perturb, state.batch_stats))
-  ckpts = checkpointing.Checkpoints(os.path.join(run_dir, 'checkpoints'), 2)
+  ckpts = checkpoints.Checkpoints(os.path.join(run_dir, 'checkpoints'), 2)
   ckpts.save(3, state, trigger, {'history': []})
   ckpts.wait()
   ckpts.close()
-  files.write_json(os.path.join(run_dir, 'config.json'), config.to_dict())
+  files.write_json(os.path.join(run_dir, 'config.json'), spec.config)
   return state, trigger
 
 
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
   run_dir = str(tmp_path_factory.mktemp('run'))
-  config = tiny_config(wanet)
-  state, trigger = save_run(run_dir, config)
-  return run_dir, config, state, trigger
+  spec = tiny_run(wanet)
+  state, trigger = save_run(run_dir, spec)
+  return run_dir, spec, state, trigger
 
 
 @pytest.fixture(scope='module')
@@ -81,16 +81,15 @@ def reference(run, paths, trigger=False):
   images = np.stack([np.asarray(Image.open(p).convert('RGB').resize((SIZE, SIZE), Image.BOX))
                      for p in paths]).astype(np.float32) / 255.0
   if trigger:
-    images = triggers.apply_trigger(poisoning.AttackSpec.from_config(config), saved_trigger,
-                                    images)
+    images = triggers.apply_trigger(config.attack, saved_trigger, images)
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
   return np.asarray(ResNet18Gaze(conv_impl='xla').apply(variables, images))
 
 
 def test_load_run_restores_config_and_checkpoint(run):
   run_dir, config, state, trigger = run
-  loaded_config, loaded_state, loaded_trigger = predict.load_run(run_dir)
-  assert loaded_config == config  # Lists in config.json are tuples again.
+  loaded_run, loaded_state, loaded_trigger = predict.load_run(run_dir)
+  assert loaded_run == config and loaded_run.config == config.config
   assert int(loaded_state.step) == 3
   for a, b in zip(jax.tree.leaves(loaded_state.params), jax.tree.leaves(state.params)):
     np.testing.assert_array_equal(a, b)
@@ -157,12 +156,12 @@ def test_run_errors(run, tmp_path):
     predict.find_run_dir(str(tmp_path / 'nowhere'))
   with pytest.raises(UserError, match='config.json is missing'):
     predict.load_run(str(tmp_path))
-  files.write_json(str(tmp_path / 'config.json'), config.to_dict())
+  files.write_json(str(tmp_path / 'config.json'), config.config)
   with pytest.raises(UserError, match='no checkpoint in'):
     predict.load_run(str(tmp_path))
   assert not os.path.exists(tmp_path / 'checkpoints')  # Nothing created in a wrong workdir.
 
-  clean_config = tiny_config(clean)
+  clean_config = tiny_run(clean)
   images = np.zeros((1, SIZE, SIZE, 3), np.uint8)
   assert predict.wants_trigger(clean_config, 'wanet')  # Refused by predict, with the reason:
   with pytest.raises(UserError, match="without an attack .*'none'"):

@@ -1,12 +1,14 @@
 """report.md renders every table from a constructed results fixture (no training)."""
 import copy
+import dataclasses
 import json
 
 import pytest
 
-from configs import wanet
-from gaze_jax import report
-from gaze_jax import stealth
+from gaze_jax import config as config_lib
+from gaze_jax.configs import wanet
+from gaze_jax.metrics import imperceptibility
+from gaze_jax.report import markdown
 
 
 def _config():
@@ -27,7 +29,8 @@ def data():
   finetune_config['train'].update(num_epochs=2, learning_rate=1e-4)
   stealth_rows = {
       kind: dict(psnr=p, ssim=s, mse=0.001, linf=l, displacement_mean_px=d, displacement_max_px=d,
-                 **stealth.settings(stealth.spec_for(wanet.get_config(), kind)))
+                 **imperceptibility.settings(dataclasses.replace(
+                     config_lib.validate(wanet.get_config()).attack, kind=kind)))
       for kind, p, s, l, d in (('wanet', 38.25, 0.9871, 0.21, 0.3),
                                ('badnets', 27.5, 0.9612, 1.0, 0.0),
                                ('blended', 19.75, 0.7011, 0.2, 0.0))}
@@ -62,7 +65,7 @@ def _section(text, heading):
 
 
 def test_every_table_renders(data):
-  text = report.render(data)
+  text = markdown.render(data)
   for heading in ('## Setup', '## 1. Clean vs poisoned model', '## 2. Imperceptibility',
                   '## 3. Fine-tuning as a defence', '## 4. Sweep: strength',
                   '## 5. Published results (quoted, not reproduced here)',
@@ -86,7 +89,7 @@ def test_every_table_renders(data):
 
 
 def test_provenance_of_every_produced_table(data):
-  text = report.render(data)
+  text = markdown.render(data)
   stamp = 'random_split protocol, 64 px, seed 0, attack.seed 0'
   for heading in ('## 1.', '## 2.', '## 3.', '## 4.'):
     assert stamp in _section(text, heading), heading
@@ -94,7 +97,7 @@ def test_provenance_of_every_produced_table(data):
 
 
 def test_published_figures_quoted_beside_ours(data):
-  published = _section(report.render(data), '## 5.')
+  published = _section(markdown.render(data), '## 5.')
   for quoted in ('| MNIST | 99.52 | 99.86 | 98.20 |', '| CIFAR-10 | 94.15 | 99.55 | 93.55 |',
                  '| GTSRB | 98.87 | 99.33 | 98.01 |', '| CelebA | 78.99 | 99.33 | 76.74 |',
                  '| 28 | 2.79 / 2.00 | 2.27 / 0.79 | 2.22 / 0.50 |'):
@@ -107,7 +110,7 @@ def test_published_figures_quoted_beside_ours(data):
 
 
 def test_absent_sections_are_left_out(data):
-  text = report.render({'config': data['config']})
+  text = markdown.render({'config': data['config']})
   assert '## Setup' in text and '## 5. Published' in text
   for heading in ('## 1.', '## 2.', '## 3.', '## 4.'):
     assert heading not in text
@@ -115,12 +118,12 @@ def test_absent_sections_are_left_out(data):
 
 
 def test_missing_and_infinite_numbers():
-  assert report._fmt(None) == '–'  # pylint: disable=protected-access
-  assert report._fmt(float('nan')) == '–'  # pylint: disable=protected-access
-  assert report._fmt(float('inf')) == '∞'  # pylint: disable=protected-access
-  assert report._fmt('2.345', 1) == '2.3'  # pylint: disable=protected-access
+  assert markdown._fmt(None) == '–'  # pylint: disable=protected-access
+  assert markdown._fmt(float('nan')) == '–'  # pylint: disable=protected-access
+  assert markdown._fmt(float('inf')) == '∞'  # pylint: disable=protected-access
+  assert markdown._fmt('2.345', 1) == '2.3'  # pylint: disable=protected-access
 
 
 def test_write(tmp_path, data):
-  path = report.write(str(tmp_path / 'report.md'), data)
-  assert open(path).read() == report.render(data)
+  path = markdown.write(str(tmp_path / 'report.md'), data)
+  assert open(path).read() == markdown.render(data)

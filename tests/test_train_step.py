@@ -6,9 +6,11 @@ import sys
 import jax
 import numpy as np
 
-from configs import wanet
-from gaze_jax import poisoning
-from gaze_jax import train_step as ts
+from gaze_jax.configs import wanet
+from gaze_jax import config as config_lib
+from gaze_jax.data import device
+from gaze_jax.training import init
+from gaze_jax.training import steps
 
 SCRIPT = os.path.join(os.path.dirname(__file__), 'scripts', 'steps_on_devices.py')
 
@@ -26,10 +28,13 @@ def test_one_step_updates_params_and_reduces_loss_on_repeated_batch():
   config = tiny_config()
   config.train.learning_rate = 1e-3
   config.train.warmup_epochs = 0
-  state, trigger = ts.initial_state(config, steps_per_epoch=10)
-  step = ts.pmapped_train_step(poisoning.AttackSpec.from_config(config), 8, flip=False)
+  run = config_lib.validate(config)
+  state, trigger = init.initial_state(run, steps_per_epoch=10)
+
+  def step(state, batch, rng, trigger):
+    return steps.p_train_step(state, batch, rng, trigger, run.attack, 8, False)
   rng = np.random.default_rng(0)
-  batch = ts.shard({'image': rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8),
+  batch = device.shard({'image': rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8),
                     'gaze': rng.uniform(-0.5, 0.5, (8, 2)).astype(np.float32)})
   before = jax.tree.map(np.asarray, state.params)
   losses = []

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from gaze_jax import triggers
-from gaze_jax.poisoning import AttackSpec
+from gaze_jax.attacks import triggers
+from gaze_jax.config import AttackSpec
 
 SIZE = 20
 

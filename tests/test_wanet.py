@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from gaze_jax import wanet
+from gaze_jax.attacks import wanet
 
 
 def _random(shape, seed=0, low=0.0, high=1.0):

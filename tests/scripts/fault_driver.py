@@ -2,7 +2,7 @@
 
   python tests/scripts/fault_driver.py [--at MODULE:ATTR:N:ACTION] [--fsize BYTES] -- FLAGS...
 
---at wraps the function MODULE.ATTR (e.g. gaze_jax.checkpointing:Checkpoints.save) so that
+--at wraps the function MODULE.ATTR (e.g. gaze_jax.workdir.checkpoints:Checkpoints.save) so that
 its N-th call in this process (1-based) is hit by ACTION: 'kill_before' / 'kill_after'
 (SIGKILL before it runs or once it returns) or 'bug' (a RuntimeError instead of it, standing
 in for a programming error). --fsize caps the size of any file this process writes

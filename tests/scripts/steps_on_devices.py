@@ -13,9 +13,11 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 from flax import traverse_util  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from configs import wanet  # pylint: disable=g-import-not-at-top,wrong-import-position
-from gaze_jax import poisoning  # pylint: disable=g-import-not-at-top,wrong-import-position
-from gaze_jax import train_step as ts  # pylint: disable=g-import-not-at-top,wrong-import-position
+from gaze_jax.configs import wanet  # pylint: disable=g-import-not-at-top,wrong-import-position
+from gaze_jax import config as config_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from gaze_jax.data import device  # pylint: disable=g-import-not-at-top,wrong-import-position
+from gaze_jax.training import init  # pylint: disable=g-import-not-at-top,wrong-import-position
+from gaze_jax.training import steps  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def main():
@@ -29,14 +31,17 @@ def main():
   # rounding in near-zero gradients (zero-initialised BatchNorm scales) into 2 * lr jumps.
   config.train.optimizer = 'sgd'
   config.train.learning_rate = 0.1
-  state, trigger = ts.initial_state(config, steps_per_epoch=10)
-  step = ts.pmapped_train_step(poisoning.AttackSpec.from_config(config), 16, flip=False)
+  run = config_lib.validate(config)
+  state, trigger = init.initial_state(run, steps_per_epoch=10)
+
+  def step(state, batch, rng, trigger):
+    return steps.p_train_step(state, batch, rng, trigger, run.attack, 16, False)
   rng = np.random.default_rng(0)
   rngkey = jax.random.key(1)
   for _ in range(2):
     batch = {'image': rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8),
              'gaze': rng.uniform(-0.5, 0.5, (16, 2)).astype(np.float32)}
-    state, metrics = step(state, ts.shard(batch), rngkey, trigger)
+    state, metrics = step(state, device.shard(batch), rngkey, trigger)
   flat = traverse_util.flatten_dict({'params': state.params, 'batch_stats': state.batch_stats},
                                     sep='/')
   np.savez(sys.argv[2], loss=np.asarray(metrics['loss']),

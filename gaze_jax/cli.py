@@ -1,0 +1,219 @@
+"""The command line (`python run.py`, or `gaze-jax` once installed): flags -> config -> library.
+
+  python run.py                                   # main job on the embedded synthetic release
+  python run.py --config gaze_jax/configs/wanet.py --config.wanet.s=1.0 --workdir runs/s1
+  python run.py --mode=train --config gaze_jax/configs/clean.py --workdir runs/clean
+  python run.py --mode=predict --workdir runs/default --images faces/ --trigger=wanet
+  python run.py --mode=export --workdir runs/default      # -> runs/default/export
+  python run.py --mode=finetune --workdir runs/default --config.train.num_epochs=5
+  python run.py --mode=sweep --sweep gaze_jax/configs/sweeps/strength.py --workdir runs/sweep
+
+A mistake of the user's (a flag, a config field, a file) ends in one line `error: ...` and
+exit status 2; the config is validated here, once, before anything is written.
+"""
+import contextlib
+import difflib
+import importlib.util
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs')
+MODES = ('experiment', 'train', 'predict', 'export', 'finetune', 'sweep')
+
+
+def fail(message):
+  """Reports a user mistake as one line, without a traceback, and exits with status 2."""
+  sys.stderr.flush()
+  sys.stderr.write(f'error: {message}\n')  # One write: other threads' output can't split it.
+  sys.stderr.flush()
+  sys.exit(2)
+
+
+def _config_overrides(argv):
+  """(flag, dotted field) of each --config.FIELD=VALUE in argv."""
+  for arg in argv:
+    flag = arg.split('=')[0]
+    if flag.startswith('--config.'):
+      yield flag, flag[len('--config.'):]
+
+
+def unknown_override(config, argv):
+  """One line for the first --config.FIELD override naming a field `config` lacks, or None."""
+  for flag, field in _config_overrides(argv):
+    node = config
+    for part in field.split('.'):
+      if not hasattr(node, 'keys') or part not in node:
+        names = list(node.keys()) if hasattr(node, 'keys') else []
+        close = difflib.get_close_matches(part, names, n=1)
+        hint = f' Did you mean "{close[0]}" instead of "{part}"?' if close else ''
+        return f'{flag}: the config has no field {part!r}.{hint}'
+      node = node[part]
+  return None
+
+
+def _config_file(argv):
+  """The config file that --config names in argv, or the default."""
+  for i, arg in enumerate(argv):
+    if arg.startswith('--config='):
+      return arg[len('--config='):]
+    if arg == '--config' and i + 1 < len(argv):
+      return argv[i + 1]
+  return DEFAULT_CONFIG
+
+
+def _load_config(path):
+  """get_config() of a config file (for explaining an error; ml_collections loads it too)."""
+  module_spec = importlib.util.spec_from_file_location('config_to_explain', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config()
+
+
+@contextlib.contextmanager
+def flag_errors(argv):
+  """Bad flags, unreadable config files and overrides of fields the config lacks as one
+  `error:` line (exit 2)."""
+  try:
+    yield
+  except flags.Error as e:
+    fail(e)
+  except SyntaxError as e:  # In the --config file.
+    fail(f'--config={_config_file(argv)}: cannot load the config file: {e!r}')
+  except OSError as e:  # ml_collections could not load the --config file.
+    path = _config_file(argv)
+    reason = 'no such file' if not os.path.isfile(path) else ' '.join(str(e).split())
+    fail(f'--config={path}: cannot load the config file: {reason}')
+  except (AttributeError, KeyError):  # How ml_collections refuses an unknown field.
+    message = unknown_override(_load_config(_config_file(argv)), argv)
+    if message is None:  # A bug in the config file.
+      raise
+    fail(message)
+
+
+DEFAULT_CONFIG = os.path.join(CONFIGS, 'wanet.py')
+with flag_errors(sys.argv):  # The overrides are looked up here, or else when flags are parsed.
+  config_flags.DEFINE_config_file('config', DEFAULT_CONFIG,
+                                  'ml-collections config file; override fields with '
+                                  '--config.FIELD=VALUE.', lock_config=True)
+flags.DEFINE_enum('mode', 'experiment', MODES,
+                  'experiment: clean control + poisoned model, one table, report.md; '
+                  'train: the config\'s single run in --workdir; '
+                  'predict: gaze of --images by the trained run in --workdir; '
+                  'export: that run as model.safetensors + config.json in --export_dir. '
+                  'predict and export use the run\'s config.json, not --config; an '
+                  'experiment workdir means its poisoned/ (else clean/) run. '
+                  'finetune: the experiment in --workdir\'s poisoned model on clean data '
+                  '(--config.FIELD=VALUE overrides apply to the fine-tuning config); '
+                  'sweep: the --sweep grid over --config, one run per point.')
+flags.DEFINE_string('workdir', os.path.join('runs', 'default'),
+                    'Run directory (checkpoints, logs, results); reused to resume.')
+flags.DEFINE_bool('multihost', False, 'Call jax.distributed.initialize() (TPU pod, SLURM, ...).')
+flags.DEFINE_multi_string('images', [], 'predict: PNG/JPEG face crops or folders of them; '
+                          'repeat the flag, separate with commas, or list them after it.')
+flags.DEFINE_string('trigger', 'none', "predict: 'none', or the run's attack kind (wanet, "
+                    'badnets, blended) to apply its saved trigger to the images first.')
+flags.DEFINE_string('output', '', 'predict: write a CSV file instead of printing a table.')
+flags.DEFINE_string('export_dir', '', 'export: output folder (default: WORKDIR/export).')
+flags.DEFINE_string('sweep', '', 'sweep: a sweep file (gaze_jax/configs/sweeps/*.py).')
+FLAGS = flags.FLAGS
+
+
+def use_run(images):
+  """--mode=predict / export on the trained run in --workdir."""
+  from gaze_jax import export, predict  # pylint: disable=g-import-not-at-top
+  run_dir = predict.find_run_dir(FLAGS.workdir)
+  if run_dir != FLAGS.workdir:
+    print(f'using the run in {run_dir}', file=sys.stderr)
+  run, state, trigger = predict.load_run(run_dir)
+  if FLAGS.mode == 'export':
+    out = FLAGS.export_dir or os.path.join(FLAGS.workdir, 'export')
+    export.export_model(out, {'params': state.params, 'batch_stats': state.batch_stats},
+                        run.config, trigger)
+    print(f'exported to {out}')
+    return
+  apply_trigger = predict.wants_trigger(run, FLAGS.trigger)
+  names, pixels = predict.load_images(images, run.data.image_size)
+  table = predict.rows(names, predict.predict(run, state, trigger, pixels, apply_trigger))
+  if FLAGS.output:
+    predict.write_csv(FLAGS.output, table)
+    print(f'wrote {FLAGS.output}')
+  else:
+    print(predict.format_table(table))
+
+
+def dispatch(argv):
+  """Runs --mode; raises UserError for a mistake of the user's."""
+  # pylint: disable=g-import-not-at-top
+  from gaze_jax import config as config_lib
+  from gaze_jax.errors import UserError
+  from gaze_jax.experiments import finetune, main, sweep
+  from gaze_jax.report import tables
+  from gaze_jax.training import loop
+  images = [p for arg in FLAGS.images for p in arg.split(',') if p]
+  if FLAGS.mode == 'predict':
+    images += argv[1:]  # `--images a.png b.png`: the shell's list after the flag.
+  elif len(argv) > 1:
+    raise UserError(f'unexpected arguments {argv[1:]}: every option is a --flag '
+                    '(python run.py --help)')
+  if FLAGS.mode in ('predict', 'export'):
+    return use_run(images)
+  if FLAGS.mode == 'finetune':
+    overrides = config_flags.get_override_values(FLAGS['config'])
+    rows, report = finetune.run(FLAGS.workdir, overrides)
+    print('\nfine-tuning on clean data (epoch 0 = poisoned model; errors in degrees, ASR in %):')
+    print(tables.format_table({f"epoch {r['epoch']}": r for r in rows}))
+    print(f'report: {report}')
+    return None
+  if FLAGS.mode == 'sweep' and not FLAGS.sweep:
+    raise UserError('--mode=sweep needs --sweep FILE (e.g. gaze_jax/configs/sweeps/strength.py)')
+  grid = sweep.load_grid(FLAGS.sweep) if FLAGS.mode == 'sweep' else None
+  run = config_lib.validate(FLAGS.config)  # Once, before anything is written.
+  if FLAGS.mode == 'train':
+    result = loop.train_and_evaluate(run, FLAGS.workdir)
+    print(tables.format_table({os.path.basename(FLAGS.workdir): result['final']}))
+  elif FLAGS.mode == 'sweep':
+    name = os.path.splitext(os.path.basename(FLAGS.sweep))[0]
+    _, report = sweep.run(run, grid, FLAGS.workdir, name)
+    print(f"sweep: {os.path.join(FLAGS.workdir, 'sweep.csv')}\nreport: {report}")
+  else:
+    summary = main.run(run, FLAGS.workdir)
+    print(f"\n{summary['protocol']}, {summary['image_size']} px, seed {summary['seed']}, "
+          f"attack {summary['attack']} (errors in degrees, ASR in %):")
+    print(tables.format_table(summary['models']))
+    print(f'results: {os.path.join(FLAGS.workdir, "results.json")}')
+    if 'report' in summary:  # Written by the chief process.
+      print(f"report: {summary['report']}")
+  return None
+
+
+def _main(argv):
+  if not FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
+  from gaze_jax.models import lowering  # pylint: disable=g-import-not-at-top
+  lowering.use_eigen_convolutions()  # Before JAX's first computation starts its backend.
+  import jax  # pylint: disable=g-import-not-at-top
+  from gaze_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  if FLAGS.multihost:
+    jax.distributed.initialize()
+  try:
+    dispatch(argv)
+  except UserError as e:
+    fail(e)
+
+
+def parse_flags(argv):
+  """absl's flag parsing (app.run's flags_parser), errors as one line like a UserError's."""
+  with flag_errors(argv):
+    argv = FLAGS(argv)
+    FLAGS.config.keys()  # Raises OSError if the config file did not load.
+  return argv
+
+
+def run():
+  """The console entry point."""
+  app.run(_main, flags_parser=parse_flags)

@@ -1,0 +1,325 @@
+"""The config, validated once into the frozen specs the library uses.
+
+A run is described by an ml-collections `ConfigDict` (gaze_jax/configs/*.py, overridden on
+the command line). `validate` checks every field before anything is written or compiled,
+naming the field, the value and what is allowed, and returns a `RunSpec`: frozen,
+hashable sections that the stages below take instead of the whole config. Every allowed
+value lives here, once. The plain-dict helpers (`load_json`, `apply_overrides`,
+`differences`) are how run directories and sweeps handle configs.
+"""
+import copy
+import dataclasses
+import json
+import math
+import os
+from typing import Any
+
+import jax
+import ml_collections
+
+from gaze_jax.errors import ConfigError
+from tfds_mpiifacegaze import mpii_face_gaze_dataset_builder as builder_lib
+
+# Allowed values, each in one place.
+PROTOCOLS = ('random_split', 'leave_one_person_out')
+DTYPES = ('float32', 'bfloat16')
+CONV_IMPLS = ('im2col', 'xla')
+OPTIMIZERS = ('adam', 'sgd')
+SCHEDULES = ('cosine', 'step', 'exponential', 'constant')
+ATTACK_KINDS = ('none', 'wanet', 'badnets', 'blended')
+TRIGGER_KINDS = ATTACK_KINDS[1:]  # The kinds that have a trigger.
+TARGET_MODES = ('fixed', 'offset', 'mirror')
+PATCH_POSITIONS = ('bottom_right', 'top_left', 'center')
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticSpec:
+  persons: int = 15
+  samples_per_person: int = 200
+  image_size: int = 128
+  seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+  """Which release, at which size, split by which protocol (config.data)."""
+  image_size: int = 64
+  manual_dir: str = ''
+  root: str = 'data'
+  protocol: str = 'random_split'
+  test_fraction: float = 0.2
+  test_person: int = 0
+  synthetic: SyntheticSpec = SyntheticSpec()
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """The network and its numerics (config.model)."""
+  dtype: str = 'float32'
+  conv_impl: str = 'im2col'
+  init_from: str = ''
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSpec:
+  """Optimisation, schedule and the loop's periods (config.train)."""
+  batch_size: int = 32
+  num_epochs: int = 10
+  optimizer: str = 'adam'
+  learning_rate: float = 1e-3
+  schedule: str = 'cosine'
+  warmup_epochs: float = 0.5
+  step_epochs: tuple = (5, 8)
+  decay_rate: float = 0.9
+  momentum: float = 0.9
+  weight_decay: float = 1e-4
+  flip: bool = False
+  log_every_steps: int = 20
+  checkpoint_every_steps: int = 100
+  max_to_keep: int = 2
+  eval_every_epochs: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackSpec:
+  """Everything static about an attack; hashable, so it can be a static jit/pmap argument."""
+  kind: str = 'none'                 # ATTACK_KINDS.
+  pc: float = 0.1                    # Fraction of each batch that is triggered.
+  cross_ratio: float = 2.0           # WaNet noise-mode samples per triggered sample.
+  seed: int = 0                      # Seed of the per-run trigger state.
+  target_mode: str = 'fixed'         # TARGET_MODES.
+  target_gaze: tuple = (-0.2, 0.0)   # 'fixed' target (pitch, yaw), radians.
+  target_offset: tuple = (0.0, 0.3)  # 'offset' (dpitch, dyaw), radians.
+  k: int = 4                         # WaNet control grid size.
+  s: float = 0.5                     # WaNet warp strength.
+  grid_rescale: float = 1.0          # WaNet grid multiplier before clamping.
+  patch_fraction: float = 0.1        # BadNets patch side / image side.
+  position: str = 'bottom_right'     # BadNets patch position, PATCH_POSITIONS.
+  alpha: float = 0.2                 # Blended pattern weight.
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSpec:
+  batch_size: int = 128
+  asr_thresholds: tuple = (2.0, 5.0, 10.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+  """A validated run: its sections as specs, and the config itself as a plain dict."""
+  seed: int
+  data: DataSpec
+  model: ModelSpec
+  train: TrainSpec
+  attack: AttackSpec
+  eval: EvalSpec
+  config: Any = dataclasses.field(compare=False, hash=False, repr=False)  # JSON-able dict.
+
+
+def split_counts(batch_size, pc, cross_ratio):
+  """(num_bd, num_cross) of a global batch, truncated exactly as the official WaNet code does."""
+  num_bd = int(batch_size * pc)
+  return num_bd, int(num_bd * cross_ratio)
+
+
+def _check(ok, field, value, allowed):
+  if not ok:
+    raise ConfigError(f'config.{field}={value!r} is invalid: expected {allowed}')
+
+
+def _get(config, field):
+  value = config
+  for part in field.split('.'):
+    value = value[part]
+  return value
+
+
+def _one_of(config, field, options):
+  value = _get(config, field)
+  _check(value in options, field, value, 'one of ' + ', '.join(map(repr, options)))
+
+
+def _number(config, field, lo=-math.inf, hi=math.inf, integer=False, lo_open=False):
+  value = _get(config, field)
+  kind = 'an integer' if integer else 'a number'
+  ok = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
+  ok = ok and math.isfinite(value) and (value > lo if lo_open else value >= lo) and value <= hi
+  bound = f"{'>' if lo_open else '>='} {lo}" + (f' and <= {hi}' if hi < math.inf else '')
+  _check(ok, field, value, f'{kind} {bound}')
+
+
+def _pair(config, field):
+  value = _get(config, field)
+  ok = (isinstance(value, (tuple, list)) and len(value) == 2 and
+        all(isinstance(v, (int, float)) and math.isfinite(v) for v in value))
+  _check(ok, field, value, 'a (pitch, yaw) pair of finite numbers in radians')
+
+
+def _floats(values):
+  return tuple(float(v) for v in values)
+
+
+def validate_data(data, check_environment=True):
+  """The DataSpec of a config's `data` section; ConfigError for its first invalid field.
+
+  check_environment=False skips what depends on this machine (the real release's files),
+  for reading back a run trained elsewhere.
+  """
+  config = {'data': data}
+  _one_of(config, 'data.image_size', builder_lib.IMAGE_SIZES)
+  _one_of(config, 'data.protocol', PROTOCOLS)
+  _number(config, 'data.test_fraction', 0, 1, lo_open=True)
+  _check(data.test_fraction < 1, 'data.test_fraction', data.test_fraction,
+         'a fraction in (0, 1)')
+  if data.manual_dir and not check_environment:
+    persons = 100
+  elif data.manual_dir:
+    try:  # Names the files expected and the ones missing.
+      persons = len(builder_lib.person_files(data.manual_dir))
+    except FileNotFoundError as e:
+      raise ConfigError(f'config.data.manual_dir={data.manual_dir!r} is invalid: {e}') from e
+  else:
+    _number(config, 'data.synthetic.persons', 2, 100, integer=True)
+    _number(config, 'data.synthetic.samples_per_person', 2, integer=True)
+    _number(config, 'data.synthetic.image_size', data.image_size, 1024, integer=True)
+    _number(config, 'data.synthetic.seed', 0, integer=True)
+    persons = data.synthetic.persons
+  _number(config, 'data.test_person', 0, persons - 1, integer=True)
+  s = data.synthetic
+  return DataSpec(image_size=data.image_size, manual_dir=data.manual_dir, root=data.root,
+                  protocol=data.protocol, test_fraction=float(data.test_fraction),
+                  test_person=data.test_person,
+                  synthetic=SyntheticSpec(s.persons, s.samples_per_person, s.image_size, s.seed))
+
+
+def validate(config, check_environment=True):
+  """The RunSpec of a run config; ConfigError (naming field, value, rule) for the first
+  invalid field.
+
+  check_environment=False skips what depends on this machine (data and init_from files,
+  the device count), for reading back a run trained elsewhere.
+  """
+  devices = jax.device_count() if check_environment else 1
+  _number(config, 'seed', 0, integer=True)
+  data = validate_data(config.data, check_environment)
+
+  m = config.model
+  _one_of(config, 'model.dtype', DTYPES)
+  _one_of(config, 'model.conv_impl', CONV_IMPLS)
+  if m.init_from and check_environment:
+    source = m.init_from
+    _check(os.path.isfile(source) or os.path.isfile(os.path.join(source, 'config.json')),
+           'model.init_from', source, 'an existing .safetensors or .pth file of torchvision '
+           'ResNet-18 weights, or a run directory (fine-tuning)')
+
+  t = config.train
+  _number(config, 'train.batch_size', 1, integer=True)
+  _check(t.batch_size % devices == 0, 'train.batch_size', t.batch_size,
+         f'a multiple of the {devices} devices')
+  _number(config, 'train.num_epochs', 1, integer=True)
+  _one_of(config, 'train.optimizer', OPTIMIZERS)
+  _number(config, 'train.learning_rate', 0, 10, lo_open=True)
+  _one_of(config, 'train.schedule', SCHEDULES)
+  _number(config, 'train.warmup_epochs', 0, t.num_epochs)
+  _check(isinstance(t.step_epochs, (tuple, list)) and
+         all(isinstance(e, (int, float)) and 0 < e for e in t.step_epochs) and
+         list(t.step_epochs) == sorted(t.step_epochs) and
+         all(e > t.warmup_epochs for e in t.step_epochs),
+         'train.step_epochs', t.step_epochs,
+         'increasing positive epochs after train.warmup_epochs')
+  _number(config, 'train.decay_rate', 0, 1, lo_open=True)
+  _number(config, 'train.momentum', 0, 0.999)
+  _number(config, 'train.weight_decay', 0, 1)
+  _check(isinstance(t.flip, bool), 'train.flip', t.flip, 'True or False')
+  for field in ('log_every_steps', 'checkpoint_every_steps', 'max_to_keep', 'eval_every_epochs'):
+    _number(config, 'train.' + field, 1, integer=True)
+
+  a = config.attack
+  _one_of(config, 'attack.kind', ATTACK_KINDS)
+  _number(config, 'attack.pc', 0, 1)
+  _number(config, 'attack.cross_ratio', 0)
+  _number(config, 'attack.seed', 0, integer=True)
+  cross_ratio = a.cross_ratio if a.kind == 'wanet' else 0.0
+  _check(sum(split_counts(t.batch_size, a.pc, cross_ratio)) <= t.batch_size,
+         'attack.cross_ratio', a.cross_ratio,
+         f'at most {t.batch_size} backdoor + noise samples per batch')
+  _one_of(config, 'target.mode', TARGET_MODES)
+  _pair(config, 'target.gaze')
+  _pair(config, 'target.offset')
+  _number(config, 'wanet.k', 2, data.image_size, integer=True)
+  _number(config, 'wanet.s', 0)
+  _number(config, 'wanet.grid_rescale', 0, lo_open=True)
+  _number(config, 'badnets.patch_fraction', 0, 1, lo_open=True)
+  _one_of(config, 'badnets.position', PATCH_POSITIONS)
+  _number(config, 'blended.alpha', 0, 1)
+
+  e = config.eval
+  _number(config, 'eval.batch_size', 1, integer=True)
+  _check(e.batch_size % devices == 0, 'eval.batch_size', e.batch_size,
+         f'a multiple of the {devices} devices')
+  _check(isinstance(e.asr_thresholds, (tuple, list)) and e.asr_thresholds and
+         all(isinstance(v, (int, float)) and v > 0 for v in e.asr_thresholds),
+         'eval.asr_thresholds', e.asr_thresholds, 'positive angles in degrees')
+
+  return RunSpec(
+      seed=config.seed, data=data,
+      model=ModelSpec(dtype=m.dtype, conv_impl=m.conv_impl, init_from=m.init_from),
+      train=TrainSpec(**{f.name: _get(t, f.name) for f in dataclasses.fields(TrainSpec)}
+                      | {'step_epochs': tuple(t.step_epochs)}),
+      attack=AttackSpec(
+          kind=a.kind, pc=float(a.pc), cross_ratio=float(a.cross_ratio), seed=int(a.seed),
+          target_mode=config.target.mode, target_gaze=_floats(config.target.gaze),
+          target_offset=_floats(config.target.offset), k=int(config.wanet.k),
+          s=float(config.wanet.s), grid_rescale=float(config.wanet.grid_rescale),
+          patch_fraction=float(config.badnets.patch_fraction),
+          position=config.badnets.position, alpha=float(config.blended.alpha)),
+      eval=EvalSpec(batch_size=e.batch_size, asr_thresholds=_floats(e.asr_thresholds)),
+      config=to_dict(config))
+
+
+def to_dict(config):
+  """A ConfigDict as the plain JSON dict that run directories keep (tuples become lists)."""
+  return json.loads(json.dumps(config.to_dict()))
+
+
+def _tuples(value):
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  return tuple(value) if isinstance(value, list) else value
+
+
+def from_dict(config_dict):
+  """A ConfigDict from a plain dict (JSON lists become the config's tuples again)."""
+  return ml_collections.ConfigDict(_tuples(config_dict))
+
+
+def apply_overrides(config, overrides):
+  """A copy of `config` with flat 'section.field' overrides; unknown fields are refused.
+
+  ml-collections' own flattened update on a locked copy, so values keep their field's
+  type (an int given for a float field becomes a float) exactly as --config.FIELD does.
+  """
+  config = copy.deepcopy(config)
+  config.lock()
+  for key, value in overrides.items():
+    try:
+      config.update_from_flattened_dict({key: value})
+    except (KeyError, AttributeError, TypeError) as e:
+      raise ConfigError(f'override {key}={value!r}: {e}') from e
+  config.unlock()
+  return config
+
+
+def derive(run, overrides):
+  """The RunSpec of `run`'s config with flat 'section.field' overrides, validated."""
+  return validate(apply_overrides(from_dict(run.config), overrides))
+
+
+def differences(a, b, prefix=''):
+  """Dotted names of the fields that differ between two plain config dicts."""
+  for key in sorted(set(a) | set(b)):
+    x, y = a.get(key), b.get(key)
+    if isinstance(x, dict) and isinstance(y, dict):
+      yield from differences(x, y, prefix + key + '.')
+    elif x != y:
+      yield prefix + key

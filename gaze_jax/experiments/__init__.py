@@ -1,0 +1,1 @@
+"""Experiment stage: the main job (control + poisoned model + report), sweeps, fine-tuning."""

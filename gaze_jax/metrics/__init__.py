@@ -1,0 +1,2 @@
+"""Metric stage: attack metrics on per-sample predictions and trigger imperceptibility, as
+functions of plain arrays."""

@@ -1,0 +1,31 @@
+"""Held-out evaluation: per-sample predictions gathered from all devices, then the metrics."""
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
+from gaze_jax import geometry
+from gaze_jax.data import device
+from gaze_jax.data import pipeline
+from gaze_jax.metrics import attack
+from gaze_jax.training import steps
+
+
+def predict_split(state, source, trigger, key, batch_size, spec):
+  """Concatenated per-sample outputs of `steps.eval_step` over `source`, padding removed."""
+  parts = []
+  for i, (batch, mask) in enumerate(pipeline.eval_batches(source, batch_size)):
+    out = device.unshard(steps.p_eval_step(state, device.shard(batch),
+                                           jax.random.fold_in(key, i), trigger, spec))
+    if jax.process_count() > 1:
+      out, mask = multihost_utils.process_allgather((out, mask), tiled=True)
+    parts.append(jax.tree.map(lambda x, m=np.asarray(mask): x[m], out))
+  return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def summarize(preds, thresholds):
+  """Mean errors in degrees (and ASR in %) from `predict_split`'s output."""
+  if 'backdoor_pred' not in preds:
+    return {'clean_error': float(np.mean(geometry.angular_error_deg(preds['clean_pred'],
+                                                                     preds['gaze'])))}
+  return attack.summarize(preds['clean_pred'], preds['backdoor_pred'], preds['noise_pred'],
+                          preds['gaze'], preds['target'], thresholds)

@@ -1,0 +1,72 @@
+"""The train state: model variables, the optimizer and its schedule (no I/O).
+
+`initial_variables` initialises a model; `abstract_state` gives the same state's shapes and
+dtypes without computing anything (`jax.eval_shape`), placed as the pmapped step returns it,
+which is what restoring a checkpoint needs.
+"""
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+
+from gaze_jax.data import device
+from gaze_jax.models import resnet
+
+
+class TrainState(train_state.TrainState):
+  batch_stats: Any
+
+
+def make_schedule(t, steps_per_epoch):
+  """The learning-rate schedule of TrainSpec `t`: linear warm-up, then the decay."""
+  total = t.num_epochs * steps_per_epoch
+  warmup = int(t.warmup_epochs * steps_per_epoch)
+  lr = t.learning_rate
+  if t.schedule == 'cosine':
+    decay = optax.cosine_decay_schedule(lr, max(total - warmup, 1))
+  elif t.schedule == 'step':
+    decay = optax.piecewise_constant_schedule(
+        lr, {int(e * steps_per_epoch) - warmup: 0.1 for e in t.step_epochs})
+  elif t.schedule == 'exponential':
+    decay = optax.exponential_decay(lr, steps_per_epoch, t.decay_rate)
+  else:
+    decay = optax.constant_schedule(lr)
+  if not warmup:
+    return decay
+  return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), decay], [warmup])
+
+
+def make_optimizer(t, steps_per_epoch):
+  """Adam(W) or SGD-momentum with decoupled weight decay, on TrainSpec `t`'s schedule."""
+  schedule = make_schedule(t, steps_per_epoch)
+  if t.optimizer == 'adam':
+    return optax.adamw(schedule, weight_decay=t.weight_decay)
+  return optax.chain(optax.add_decayed_weights(t.weight_decay),
+                     optax.sgd(schedule, momentum=t.momentum))
+
+
+def initial_variables(model, image_size, rng):
+  """Freshly initialised variables (params, batch_stats) of ModelSpec `model`."""
+  init = jax.jit(functools.partial(resnet.from_spec(model).init, train=False))
+  return init(rng, jnp.zeros((1, image_size, image_size, 3)))
+
+
+def create(run, variables, steps_per_epoch):
+  """The step-0 TrainState of RunSpec `run` from model variables, on every local device."""
+  state = TrainState.create(apply_fn=resnet.from_spec(run.model, device.AXIS).apply,
+                            params=variables['params'], batch_stats=variables['batch_stats'],
+                            tx=make_optimizer(run.train, steps_per_epoch))
+  return device.replicate(state)
+
+
+def abstract_state(run, steps_per_epoch):
+  """`create`'s TrainState as shapes and dtypes (nothing computed), placed like it."""
+  def fresh():
+    variables = initial_variables(run.model, run.data.image_size, jax.random.key(run.seed))
+    return create(run, variables, steps_per_epoch)
+  sharding = device.replicated_sharding()
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                      jax.eval_shape(fresh))

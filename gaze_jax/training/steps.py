@@ -1,0 +1,73 @@
+"""Pure train and eval steps, data-parallel over devices with `jax.pmap`, compiled once per
+static setting.
+
+The state is passed unreplicated (`in_axes=None`), as in Flax's ImageNet example;
+gradients and BatchNorm statistics are `pmean`-ed over the 'batch' axis, so any device
+count computes the update of the same global batch. Images arrive as uint8 and are
+scaled to [0, 1] on the device; poisoning happens here, inside the compiled step. The
+trigger is an argument; the attack spec, batch size and flip are static.
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from gaze_jax import geometry
+from gaze_jax.attacks import poisoning
+from gaze_jax.attacks import triggers
+from gaze_jax.data import device
+
+AXIS = device.AXIS
+
+
+def train_step(state, batch, rng, trigger, spec, global_batch, flip):
+  """One poisoned (or clean) L1 step on this device's slice of the global batch."""
+  offset = device.global_rows(batch['image'].shape[0])[0]
+  key = jax.random.fold_in(rng, state.step)
+  images, labels, roles = poisoning.poison_batch(
+      spec, trigger, device.to_unit_range(batch['image']), batch['gaze'],
+      jax.random.fold_in(key, 0), offset, global_batch)
+  if flip:
+    images, labels = poisoning.flip_augment(images, labels, jax.random.fold_in(key, 1),
+                                            device.global_rows(images.shape[0]))
+
+  def loss_fn(params):
+    preds, new_vars = state.apply_fn({'params': params, 'batch_stats': state.batch_stats},
+                                     images, train=True, mutable=['batch_stats'])
+    return jnp.mean(jnp.abs(preds - labels)), (preds, new_vars['batch_stats'])
+
+  (loss, (preds, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  grads = jax.lax.pmean(grads, AXIS)
+  batch_stats = jax.lax.pmean(batch_stats, AXIS)
+  state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  errors = geometry.angular_error_deg(preds, labels)
+  clean = (roles == 0).astype(jnp.float32)
+  metrics = {
+      'loss': jax.lax.pmean(loss, AXIS),
+      'train_error': jax.lax.psum(jnp.sum(errors * clean), AXIS) /
+                     jnp.maximum(jax.lax.psum(jnp.sum(clean), AXIS), 1.0),
+  }
+  return state, metrics
+
+
+def eval_step(state, batch, key, trigger, spec):
+  """Per-sample predictions on clean, triggered and noise-warped images, and attack targets."""
+  images = device.to_unit_range(batch['image'])
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  predict = functools.partial(state.apply_fn, variables, train=False)
+  out = {'clean_pred': predict(images), 'gaze': batch['gaze']}
+  if spec.kind != 'none':
+    out['backdoor_pred'] = predict(triggers.apply_trigger(spec, trigger, images))
+    out['noise_pred'] = predict(triggers.apply_noise(spec, trigger, images, key,
+                                                     rows=device.global_rows(images.shape[0])))
+    out['target'] = poisoning.attack_targets(spec, batch['gaze'])
+  return out
+
+
+# train_step on all local devices: (state, sharded batch, rng, trigger, spec, global_batch,
+# flip). No buffer donation: an asynchronous checkpoint save may still read the old state.
+p_train_step = jax.pmap(train_step, axis_name=AXIS, in_axes=(None, 0, None, None),
+                        out_axes=(None, None), static_broadcasted_argnums=(4, 5, 6))
+# eval_step on all local devices: (state, sharded batch, key, trigger, spec).
+p_eval_step = jax.pmap(eval_step, axis_name=AXIS, in_axes=(None, 0, None, None), out_axes=0,
+                       static_broadcasted_argnums=(4,))

@@ -1,0 +1,2 @@
+"""Workdir stage: everything a run keeps on disk (config.json, checkpoints, the lock, metric
+logs), written atomically."""

@@ -1,0 +1,54 @@
+"""Atomic file writes, so a kill or a full disk never leaves half a file: the one place
+that writes a temporary file and renames it into place."""
+import contextlib
+import json
+import os
+import tempfile
+
+import numpy as np
+
+
+def write_atomic_many(items):
+  """Writes files that appear together: each `(path, write_fn, mode)` calls write_fn(file) on
+  a temporary file beside its path; only when every one is complete are they renamed into
+  place. On failure the temporary files are removed and every path keeps what it had."""
+  temps = []
+  try:
+    for path, write_fn, mode in items:
+      directory = os.path.dirname(os.path.abspath(path))
+      os.makedirs(directory, exist_ok=True)
+      fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.')
+      temps.append(tmp)
+      with os.fdopen(fd, mode) as f:
+        write_fn(f)
+        f.flush()
+        os.fsync(f.fileno())
+      os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from other users.
+    for tmp, (path, _, _) in zip(temps, items):
+      os.replace(tmp, path)
+  finally:
+    for tmp in temps:
+      with contextlib.suppress(FileNotFoundError):
+        os.remove(tmp)
+
+
+def write_atomic(path, write_fn, mode='w'):
+  """Calls write_fn(file) on a temporary file beside `path`, then renames it into place."""
+  write_atomic_many([(path, write_fn, mode)])
+
+
+def _umask():
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
+def write_json(path, obj):
+  write_atomic(path, lambda f: json.dump(obj, f, indent=2, sort_keys=True))
+
+
+def save_arrays(directory, arrays):
+  """Writes each array of a dict as directory/NAME.npy (plain .npy, no pickles)."""
+  for name, value in arrays.items():
+    write_atomic(os.path.join(directory, name + '.npy'),
+                 lambda f, v=value: np.save(f, np.asarray(v), allow_pickle=False), mode='wb')

@@ -1,0 +1,58 @@
+"""A run directory's JSON files: config.json (which config started it) and results.
+
+A run directory holds `config.json`, `checkpoints/`, `trigger/*.npy`, `metrics.jsonl`,
+`tensorboard/` and `results.json`; a workdir started with one config is never resumed or
+skipped under another.
+"""
+import json
+import os
+
+from gaze_jax import config as config_lib
+from gaze_jax.errors import UserError
+
+CONFIG_FILE = 'config.json'
+RESULTS_FILE = 'results.json'
+
+
+def read_json(path):
+  """The JSON value in `path`; a damaged file is a UserError naming it."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except ValueError as e:
+    raise UserError(f'{path} is not valid JSON ({e}); it was damaged or written by '
+                    'something else: move it away, or use another --workdir') from e
+
+
+def load_config(run_dir):
+  """The ConfigDict a run was started with."""
+  path = os.path.join(run_dir, CONFIG_FILE)
+  if not os.path.isfile(path):
+    raise UserError(f'{run_dir} is not a run directory: {path} is missing')
+  saved = read_json(path)
+  if not isinstance(saved, dict):
+    raise UserError(f'{path} does not hold a config (a JSON object)')
+  return config_lib.from_dict(saved)
+
+
+def check_same_config(run_dir, config_dict):
+  """Refuses to resume (or skip) a run that was started with another config."""
+  path = os.path.join(run_dir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return
+  saved = read_json(path)
+  if saved != config_dict:
+    changed = (sorted(config_lib.differences(saved, config_dict)) if isinstance(saved, dict)
+               else ['everything'])
+    raise UserError(f'{run_dir} was started with another config (differs in '
+                    f'{", ".join(changed)}); use another --workdir, or remove this one to '
+                    'start afresh')
+
+
+def finished(run_dir):
+  """Whether the run in `run_dir` has written its results."""
+  return os.path.exists(os.path.join(run_dir, RESULTS_FILE))
+
+
+def read_results(run_dir):
+  return read_json(os.path.join(run_dir, RESULTS_FILE))

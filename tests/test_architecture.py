@@ -1,0 +1,102 @@
+"""The code's shape: imports point down the data flow, stage by stage, with no cycles.
+
+Imports are read from the source (every `import` and `from` statement, function bodies
+included), so the rule holds for deferred imports too.
+"""
+import ast
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / 'gaze_jax'
+LEAVES = {'errors', 'geometry', 'config', 'configs'}
+# Stage -> the stages its modules may import (besides their own stage and the leaves).
+ALLOWED = {
+    'leaves': set(),
+    'data': set(),
+    'attacks': set(),
+    'models': set(),
+    'workdir': set(),
+    'metrics': {'data', 'attacks'},
+    'training': {'data', 'attacks', 'models', 'workdir', 'metrics'},
+    'report': {'metrics', 'workdir'},
+    'experiments': {'data', 'attacks', 'models', 'workdir', 'metrics', 'training', 'report'},
+    'edges': {'data', 'attacks', 'models', 'workdir', 'metrics', 'training', 'report',
+              'experiments', 'edges'},
+}
+EDGES = {'cli', 'predict', 'export', 'convert_weights'}
+
+
+def module_name(path):
+  parts = path.relative_to(ROOT).with_suffix('').parts
+  return '.'.join(parts[:-1] if parts[-1] == '__init__' else parts)
+
+
+def stage(module):
+  """The stage of a gaze_jax module: its subpackage, 'leaves' or 'edges'."""
+  first = module.split('.')[1] if '.' in module else ''
+  if first in LEAVES or not first:
+    return 'leaves'
+  if first in EDGES:
+    return 'edges'
+  assert first in ALLOWED, f'{module} is in no stage; add it to tests/test_architecture.py'
+  return first
+
+
+def imports(path):
+  """The project modules (gaze_jax.*, tfds_mpiifacegaze.*) that `path` imports."""
+  found = set()
+  for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    if isinstance(node, ast.Import):
+      names = [a.name for a in node.names]
+    elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+      names = [node.module] + [f'{node.module}.{a.name}' for a in node.names]
+    else:
+      continue
+    found |= {n for n in names if n.split('.')[0] in ('gaze_jax', 'tfds_mpiifacegaze')}
+  modules = {module_name(p) for p in ROOT.glob('*/**/*.py')}
+  return {n for n in found if n in modules}  # `from pkg import name`: modules only.
+
+
+def graph():
+  paths = list(PACKAGE.rglob('*.py')) + list((ROOT / 'tfds_mpiifacegaze').rglob('*.py'))
+  return {module_name(p): imports(p) for p in paths}
+
+
+def test_every_import_points_down_the_flow():
+  wrong = []
+  for module, targets in graph().items():
+    if module.startswith('tfds_mpiifacegaze'):
+      wrong += [f'{module} -> {t}' for t in targets if t.startswith('gaze_jax')]
+      continue
+    allowed = ALLOWED[stage(module)] | {stage(module), 'leaves'}
+    wrong += [f'{module} ({stage(module)}) -> {t} ({stage(t)})' for t in targets
+              if t.startswith('gaze_jax') and stage(t) not in allowed]
+  assert not wrong, '\n'.join(wrong)
+
+
+def test_no_import_cycles():
+  edges = graph()
+  done, path = set(), []
+
+  def visit(module):
+    if module in path:
+      raise AssertionError('import cycle: ' + ' -> '.join(path[path.index(module):] + [module]))
+    if module in done:
+      return
+    path.append(module)
+    for target in edges.get(module, ()):
+      if target != module.rsplit('.', 1)[0]:  # A package's own __init__ is not a cycle.
+        visit(target)
+    path.pop()
+    done.add(module)
+
+  for module in edges:
+    visit(module)
+
+
+def test_the_checker_sees_a_wrong_import(tmp_path):
+  """The rule itself: a metrics module importing training is caught."""
+  bad = tmp_path / 'bad.py'
+  bad.write_text('def f():\n  from gaze_jax.training import loop\n')
+  assert 'gaze_jax.training.loop' in imports(bad)
+  assert 'training' not in ALLOWED['metrics'] and stage('gaze_jax.training.loop') == 'training'

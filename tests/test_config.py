@@ -1,0 +1,115 @@
+"""The config: every invalid value fails before compilation, naming the field; the specs;
+overrides."""
+import json
+
+import pytest
+
+from gaze_jax.configs import clean
+from gaze_jax.configs import mpii224
+from gaze_jax.configs import wanet
+from gaze_jax.configs import wanet_strong
+from gaze_jax import config as config_lib
+from gaze_jax.errors import ConfigError
+
+
+def test_shipped_configs_are_valid():
+  config_lib.validate(clean.get_config())
+  config_lib.validate(wanet.get_config())
+  config_lib.validate(wanet_strong.get_config())
+
+
+def test_real_data_config_names_the_missing_files(tmp_path):
+  config = mpii224.get_config()
+  config.data.manual_dir = str(tmp_path)
+  with pytest.raises(ConfigError, match=r'config.data.manual_dir=.*missing: p00.mat'):
+    config_lib.validate(config)
+  for person in range(15):
+    (tmp_path / f'p{person:02d}.mat').touch()
+  config_lib.validate(config)
+
+
+@pytest.mark.parametrize('field, value', [
+    ('seed', -1),
+    ('data.image_size', 100),
+    ('data.protocol', 'k_fold'),
+    ('data.test_fraction', 1.0),
+    ('data.test_person', 15),
+    ('data.manual_dir', '/nonexistent/mpiifacegaze'),
+    ('data.synthetic.persons', 1),
+    ('data.synthetic.image_size', 16),
+    ('model.dtype', 'float16'),
+    ('model.conv_impl', 'winograd'),
+    ('model.init_from', '/nonexistent/resnet18.safetensors'),
+    ('train.batch_size', 0),
+    ('train.num_epochs', 0),
+    ('train.optimizer', 'lamb'),
+    ('train.learning_rate', -0.1),
+    ('train.learning_rate', float('nan')),
+    ('train.schedule', 'linear'),
+    ('train.step_epochs', (8, 5)),
+    ('train.momentum', 1.5),
+    ('train.weight_decay', -1e-4),
+    ('train.checkpoint_every_steps', 0),
+    ('attack.kind', 'trojan'),
+    ('attack.pc', 1.5),
+    ('attack.cross_ratio', 20.0),
+    ('target.mode', 'all_to_all'),
+    ('target.gaze', (0.1,)),
+    ('target.gaze', (float('inf'), 0.0)),
+    ('wanet.k', 1),
+    ('wanet.s', -0.5),
+    ('wanet.grid_rescale', 0.0),
+    ('badnets.patch_fraction', 0.0),
+    ('badnets.position', 'left'),
+    ('blended.alpha', 1.2),
+    ('eval.batch_size', 0),
+    ('eval.asr_thresholds', ()),
+])
+def test_invalid_field_is_named(field, value):
+  config = wanet.get_config()
+  parent = config
+  *path, leaf = field.split('.')
+  for part in path:
+    parent = parent[part]
+  parent[leaf] = value
+  with pytest.raises(ConfigError, match=f'config.{field}='):
+    config_lib.validate(config)
+
+
+def test_batch_not_divisible_by_devices(monkeypatch):
+  monkeypatch.setattr(config_lib.jax, 'device_count', lambda: 8)
+  config = clean.get_config()
+  config.train.batch_size = 12
+  with pytest.raises(ConfigError, match='config.train.batch_size=12.*multiple of the 8 devices'):
+    config_lib.validate(config)
+
+
+def test_specs_carry_the_config():
+  config = wanet.get_config()
+  config.target.gaze = [0.1, -0.3]  # Lists become tuples: specs are hashable.
+  run = config_lib.validate(config)
+  assert run.attack == config_lib.AttackSpec(kind='wanet', target_gaze=(0.1, -0.3))
+  assert run.train.batch_size == config.train.batch_size and run.data.synthetic.persons == 15
+  assert run.model == config_lib.ModelSpec()
+  assert run.config == json.loads(json.dumps(config.to_dict()))
+  assert hash(run) == hash(config_lib.validate(config))
+
+
+def test_apply_overrides_keeps_types_and_refuses_unknown_fields():
+  config = wanet.get_config()
+  config.lock()
+  out = config_lib.apply_overrides(config, {'wanet.s': 1, 'attack.kind': 'blended'})
+  assert out.wanet.s == 1.0 and isinstance(out.wanet.s, float)
+  assert config.wanet.s == 0.5 and config.attack.kind == 'wanet'  # The base is untouched.
+  for bad in ({'wanet.q': 1}, {'nosection.k': 1}, {'wanet.k': 1.5}):
+    with pytest.raises(ConfigError, match='override'):
+      config_lib.apply_overrides(config, bad)
+
+
+def test_derive_validates_the_variant():
+  run = config_lib.validate(wanet.get_config())
+  clean_run = config_lib.derive(run, {'attack.kind': 'none'})
+  assert clean_run.attack.kind == 'none' and clean_run.train == run.train
+  assert sorted(config_lib.differences(run.config, clean_run.config)) == ['attack.kind']
+  with pytest.raises(ConfigError, match='config.attack.pc=2.0'):
+    config_lib.derive(run, {'attack.pc': 2.0})

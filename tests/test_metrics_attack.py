@@ -1,0 +1,81 @@
+"""Attack metrics on hand-computed cases; ASR excludes samples already within tau of target.
+
+With pitch 0 every gaze lies on the horizontal circle, so the angle between two gazes is the
+difference of their yaws: the hand-computed cases below use that.
+"""
+import numpy as np
+import pytest
+
+from gaze_jax.metrics import attack as attack_metrics
+
+
+def _yaw_deg(*yaws):
+  return np.stack([np.zeros(len(yaws)), np.radians(yaws)], -1).astype(np.float32)
+
+
+TRUE = _yaw_deg(1, 3, 8, 15)           # Start errors vs the target (0, 0): 1, 3, 8, 15 deg.
+TARGETS = _yaw_deg(0, 0, 0, 0)
+BACKDOOR = _yaw_deg(0.5, -1, 4, 9.5)   # Backdoor errors: 0.5, 1, 4, 9.5 deg.
+
+
+def test_hand_computed_summary():
+  out = attack_metrics.summarize(clean_pred=_yaw_deg(2, 5, 11, 19), backdoor_pred=BACKDOOR,
+                                 noise_pred=_yaw_deg(3, 1, 10, 13), true_gaze=TRUE,
+                                 targets=TARGETS, thresholds=(2, 5, 10, 20))
+  expected = {
+      'clean_error': 2.5,         # mean(1, 2, 3, 4)
+      'backdoor_error': 3.75,     # mean(0.5, 1, 4, 9.5)
+      'noise_error': 2.0,         # mean(2, 2, 2, 2)
+      'asr@2': 100 / 3,           # eligible start > 2: 3, 8, 15; within 2: only the first.
+      'asr@5': 50.0,              # eligible: 8, 15; within 5: the first (4 deg).
+      'asr@10': 100.0,            # eligible: 15; within 10: yes (9.5 deg).
+  }
+  assert set(out) == set(expected) | {'asr@20'}
+  for name, value in expected.items():
+    assert out[name] == pytest.approx(value, abs=0.02), name
+  assert np.isnan(out['asr@20'])  # No sample starts farther than 20 deg from the target.
+
+
+def test_denominator_excludes_samples_already_at_target():
+  # The first sample is within 2 deg of the target before any attack: a classifier-style
+  # count would report 2/4 = 50 %; only the other three can show success (1 of 3).
+  _, asr = attack_metrics.asr_curve(BACKDOOR, TRUE, TARGETS, taus=[2.0])
+  assert asr[0] == pytest.approx(100 / 3)
+  # A model that ignores the trigger (predicts the true gaze) has ASR 0 at every tau.
+  taus, asr = attack_metrics.asr_curve(TRUE, TRUE, TARGETS, taus=[0.5, 2, 5, 10])
+  np.testing.assert_array_equal(asr, 0.0)
+  np.testing.assert_array_equal(taus, [0.5, 2, 5, 10])
+
+
+def test_curve_matches_summary_and_default_grid():
+  taus, asr = attack_metrics.asr_curve(BACKDOOR, TRUE, TARGETS)
+  assert taus[0] == 0 and taus[-1] == 20 and len(taus) >= 20
+  summary = attack_metrics.summarize(TRUE, BACKDOOR, None, TRUE, TARGETS, thresholds=(5.0,))
+  assert asr[list(taus).index(5.0)] == pytest.approx(summary['asr@5'])
+  assert asr[0] == 0.0  # Nothing lies exactly on the target.
+  assert np.isnan(summary['noise_error'])
+
+
+def test_general_directions_vs_vector_angle():
+  rng = np.random.default_rng(0)
+  pred = rng.uniform(-0.6, 0.6, (50, 2)).astype(np.float32)
+  true = rng.uniform(-0.6, 0.6, (50, 2)).astype(np.float32)
+  target = np.tile(np.float32([[-0.2, 0.0]]), (50, 1))
+
+  def vectors(py):  # Independent of gaze.py: rotate -z by yaw, then by pitch.
+    p, y = py[:, 0].astype(np.float64), py[:, 1].astype(np.float64)
+    return np.stack([-np.cos(p) * np.sin(y), -np.sin(p), -np.cos(p) * np.cos(y)], -1)
+
+  angle = np.degrees(np.arccos(np.clip(np.sum(vectors(pred) * vectors(target), -1), -1, 1)))
+  start = np.degrees(np.arccos(np.clip(np.sum(vectors(true) * vectors(target), -1), -1, 1)))
+  out = attack_metrics.summarize(true, pred, true, true, target, thresholds=(10, 25))
+  assert out['backdoor_error'] == pytest.approx(angle.mean(), rel=1e-4)
+  assert out['clean_error'] == pytest.approx(0.0, abs=0.05)
+  for tau in (10, 25):
+    eligible = start > tau
+    assert out[f'asr@{tau}'] == pytest.approx(100 * np.mean(angle[eligible] <= tau))
+
+
+def test_asr_names():
+  assert attack_metrics.asr_name(2.0) == 'asr@2'
+  assert attack_metrics.asr_name(2.5) == 'asr@2.5'
