@@ -152,7 +152,7 @@ def dispatch(argv):
   from gaze_jax import config as config_lib
   from gaze_jax.errors import UserError
   from gaze_jax.experiments import finetune, main, sweep
-  from gaze_jax.report import tables
+  from gaze_jax.report import assemble, tables
   from gaze_jax.training import loop
   images = [p for arg in FLAGS.images for p in arg.split(',') if p]
   if FLAGS.mode == 'predict':
@@ -182,9 +182,9 @@ def dispatch(argv):
     print(f"sweep: {os.path.join(FLAGS.workdir, 'sweep.csv')}\nreport: {report}")
   else:
     summary = main.run(run, FLAGS.workdir)
-    print(f"\n{summary['protocol']}, {summary['image_size']} px, seed {summary['seed']}, "
-          f"attack {summary['attack']} (errors in degrees, ASR in %):")
-    print(tables.format_table(summary['models']))
+    print(f"\n{summary['protocol']}, {summary['image_size']} px, seeds {summary['seeds']} "
+          '(errors in degrees, ASR in %; mean±std over seeds):')
+    print(tables.format_table(assemble.model_rows(summary)))
     print(f'results: {os.path.join(FLAGS.workdir, "results.json")}')
     if 'report' in summary:  # Written by the chief process.
       print(f"report: {summary['report']}")

@@ -22,6 +22,7 @@ from tfds_mpiifacegaze import mpii_face_gaze_dataset_builder as builder_lib
 
 # Allowed values, each in one place.
 PROTOCOLS = ('random_split', 'leave_one_person_out')
+STEMS = ('imagenet', 'cifar')
 DTYPES = ('float32', 'bfloat16')
 CONV_IMPLS = ('im2col', 'xla')
 OPTIMIZERS = ('adam', 'sgd')
@@ -38,6 +39,7 @@ class SyntheticSpec:
   samples_per_person: int = 200
   image_size: int = 128
   seed: int = 0
+  texture: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +57,7 @@ class DataSpec:
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
   """The network and its numerics (config.model)."""
+  stem: str = 'imagenet'
   dtype: str = 'float32'
   conv_impl: str = 'im2col'
   init_from: str = ''
@@ -90,6 +93,7 @@ class AttackSpec:
   target_mode: str = 'fixed'         # TARGET_MODES.
   target_gaze: tuple = (-0.2, 0.0)   # 'fixed' target (pitch, yaw), radians.
   target_offset: tuple = (0.0, 0.3)  # 'offset' (dpitch, dyaw), radians.
+  min_distance_deg: float = 15.0     # 'fixed': least angle between target and mean gaze.
   k: int = 4                         # WaNet control grid size.
   s: float = 0.5                     # WaNet warp strength.
   grid_rescale: float = 1.0          # WaNet grid multiplier before clamping.
@@ -105,8 +109,17 @@ class EvalSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class ExperimentSpec:
+  """The main job's design (config.experiment): seeds, and the poisoned arms beside the
+  control as (name, ((field, value), ...)) override pairs of the attack sections."""
+  seeds: int = 1
+  arms: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class RunSpec:
-  """A validated run: its sections as specs, and the config itself as a plain dict."""
+  """A validated run: its sections as specs, and the config of the run itself (without the
+  experiment section, which describes a set of runs) as a plain dict."""
   seed: int
   data: DataSpec
   model: ModelSpec
@@ -114,6 +127,10 @@ class RunSpec:
   attack: AttackSpec
   eval: EvalSpec
   config: Any = dataclasses.field(compare=False, hash=False, repr=False)  # JSON-able dict.
+  experiment: ExperimentSpec = ExperimentSpec()
+
+
+ATTACK_SECTIONS = ('attack', 'target', 'wanet', 'badnets', 'blended')  # What arms may change.
 
 
 def split_counts(batch_size, pc, cross_ratio):
@@ -183,13 +200,15 @@ def validate_data(data, check_environment=True):
     _number(config, 'data.synthetic.samples_per_person', 2, integer=True)
     _number(config, 'data.synthetic.image_size', data.image_size, 1024, integer=True)
     _number(config, 'data.synthetic.seed', 0, integer=True)
+    _number(config, 'data.synthetic.texture', 0, 2)
     persons = data.synthetic.persons
   _number(config, 'data.test_person', 0, persons - 1, integer=True)
   s = data.synthetic
   return DataSpec(image_size=data.image_size, manual_dir=data.manual_dir, root=data.root,
                   protocol=data.protocol, test_fraction=float(data.test_fraction),
                   test_person=data.test_person,
-                  synthetic=SyntheticSpec(s.persons, s.samples_per_person, s.image_size, s.seed))
+                  synthetic=SyntheticSpec(s.persons, s.samples_per_person, s.image_size, s.seed,
+                                          float(s.texture)))
 
 
 def validate(config, check_environment=True):
@@ -204,6 +223,7 @@ def validate(config, check_environment=True):
   data = validate_data(config.data, check_environment)
 
   m = config.model
+  _one_of(config, 'model.stem', STEMS)
   _one_of(config, 'model.dtype', DTYPES)
   _one_of(config, 'model.conv_impl', CONV_IMPLS)
   if m.init_from and check_environment:
@@ -246,6 +266,7 @@ def validate(config, check_environment=True):
   _one_of(config, 'target.mode', TARGET_MODES)
   _pair(config, 'target.gaze')
   _pair(config, 'target.offset')
+  _number(config, 'target.min_distance_deg', 0, 90)
   _number(config, 'wanet.k', 2, data.image_size, integer=True)
   _number(config, 'wanet.s', 0)
   _number(config, 'wanet.grid_rescale', 0, lo_open=True)
@@ -261,20 +282,54 @@ def validate(config, check_environment=True):
          all(isinstance(v, (int, float)) and v > 0 for v in e.asr_thresholds),
          'eval.asr_thresholds', e.asr_thresholds, 'positive angles in degrees')
 
+  experiment = _validate_experiment(config)
+  run_config = to_dict(config)
+  run_config.pop('experiment', None)
   return RunSpec(
       seed=config.seed, data=data,
-      model=ModelSpec(dtype=m.dtype, conv_impl=m.conv_impl, init_from=m.init_from),
+      model=ModelSpec(stem=m.stem, dtype=m.dtype, conv_impl=m.conv_impl, init_from=m.init_from),
       train=TrainSpec(**{f.name: _get(t, f.name) for f in dataclasses.fields(TrainSpec)}
                       | {'step_epochs': tuple(t.step_epochs)}),
       attack=AttackSpec(
           kind=a.kind, pc=float(a.pc), cross_ratio=float(a.cross_ratio), seed=int(a.seed),
           target_mode=config.target.mode, target_gaze=_floats(config.target.gaze),
-          target_offset=_floats(config.target.offset), k=int(config.wanet.k),
+          target_offset=_floats(config.target.offset),
+          min_distance_deg=float(config.target.min_distance_deg), k=int(config.wanet.k),
           s=float(config.wanet.s), grid_rescale=float(config.wanet.grid_rescale),
           patch_fraction=float(config.badnets.patch_fraction),
           position=config.badnets.position, alpha=float(config.blended.alpha)),
       eval=EvalSpec(batch_size=e.batch_size, asr_thresholds=_floats(e.asr_thresholds)),
-      config=to_dict(config))
+      config=run_config, experiment=experiment)
+
+
+def flatten(overrides, prefix=''):
+  """Nested override dicts ({'wanet': {'s': 1.0}}) as flat ones ({'wanet.s': 1.0})."""
+  flat = {}
+  for key, value in overrides.items():
+    if hasattr(value, 'items'):
+      flat.update(flatten(value, f'{prefix}{key}.'))
+    else:
+      flat[prefix + key] = value
+  return flat
+
+
+def _validate_experiment(config):
+  """The ExperimentSpec of config.experiment (absent in a single run's config.json)."""
+  if 'experiment' not in config:
+    return ExperimentSpec()
+  _number(config, 'experiment.seeds', 1, 100, integer=True)
+  arms = []
+  for name, overrides in config.experiment.arms.items():
+    flat = flatten(overrides)
+    outside = [k for k in flat if k.split('.')[0] not in ATTACK_SECTIONS]
+    _check(not outside, f'experiment.arms.{name}', dict(flat),
+           f'overrides of the attack sections {ATTACK_SECTIONS} only (the arms share the '
+           'clean control)')
+    arm = apply_overrides(config, flat)
+    arm.experiment.arms = ml_collections.ConfigDict()
+    validate(arm)  # Each arm is a valid run.
+    arms.append((name, tuple(sorted(flat.items()))))
+  return ExperimentSpec(seeds=config.experiment.seeds, arms=tuple(arms))
 
 
 def to_dict(config):

@@ -21,20 +21,25 @@ from gaze_jax.attacks import triggers
 from gaze_jax.data import device
 from gaze_jax.errors import UserError
 from gaze_jax.models import resnet
+from gaze_jax.report import assemble
 from gaze_jax.training import runs
 from gaze_jax.workdir import files
 from tfds_mpiifacegaze import mpii_face_gaze_dataset_builder as builder
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
 COLUMNS = ('image', 'pitch_deg', 'yaw_deg', 'gaze_x', 'gaze_y', 'gaze_z')
-EXPERIMENT_RUNS = ('poisoned', 'clean')  # Run used for an experiment workdir, by preference.
+EXPERIMENT_RUNS = ('poisoned', 'clean')  # Else, a folder holding runs: by preference.
 
 
 def find_run_dir(workdir):
-  """The run directory of `workdir`: itself, or its poisoned/ (else clean/) run."""
+  """The run directory of `workdir`: itself; for a finished experiment its main poisoned
+  model (report.assemble.main_arm); else its poisoned/ (else clean/) run."""
   if not os.path.isdir(workdir):
     raise UserError(f'workdir {workdir} does not exist')
   if not os.path.exists(os.path.join(workdir, 'config.json')):
+    found = assemble.main_arm(workdir)
+    if found:
+      return os.path.join(*found)
     for name in EXPERIMENT_RUNS:
       if os.path.isdir(os.path.join(workdir, name)):
         return os.path.join(workdir, name)

@@ -12,7 +12,9 @@ puts them, seen through eyelids that follow the vertical gaze. Gaze is thus read
 from where the irises sit between the eye corners, once the head pose is read from the
 face. The six landmarks in the label are the projected eye and mouth corners, i.e.
 the true corners of the rendered shapes. Lighting gradients, sensor noise and blur
-vary per sample. Shapes are drawn anti-aliased from signed distances, vectorized over
+vary per sample. `texture` > 0 adds fine detail at pixel scale (skin grain and hair
+strands that move with the head, lashes, stronger sensor noise): a warp trigger changes
+little on flat shading, so how much texture the faces carry is a factor of the study. Shapes are drawn anti-aliased from signed distances, vectorized over
 a batch; features only within windows around them. Output depends only on the
 arguments; files are written a person at a time.
 """
@@ -37,6 +39,7 @@ EYEBALL_RADIUS = 1 / 1.2
 IRIS_RADIUS = 0.5
 LID_FOLLOW = (1.0, 0.5)
 BATCH_PIXELS = 2 ** 21  # Samples rendered at once: this many pixels (~25 MB a layer).
+GRAIN_CELLS = 96  # Skin grain and hair strands: cells across the head, about a pixel at 64 px.
 
 
 def rotation(pitch, yaw):
@@ -177,7 +180,23 @@ class _Windows:
       im[oy:oy + self.w, ox:ox + self.w] = c
 
 
-def render(identity, gaze, head, size, rng):
+def _grain(identity_rng):
+  """A person's fine texture: (GRAIN_CELLS, GRAIN_CELLS) zero-mean unit-variance noise,
+  and the same stretched along y (hair strands)."""
+  cells = identity_rng.standard_normal((GRAIN_CELLS, GRAIN_CELLS)).astype(np.float32)
+  strands = ndimage.gaussian_filter(cells, (3.0, 0.4), mode='wrap')
+  return cells, strands / strands.std()
+
+
+def _sample(field, u, v):
+  """Bilinear samples of a periodic field at face coordinates u, v in [-1, 1]."""
+  n = field.shape[0]
+  rows, cols = np.broadcast_arrays((v + 1) * n / 2, (u + 1) * n / 2)
+  return ndimage.map_coordinates(field, [rows.ravel(), cols.ravel()], order=1,
+                                 mode='grid-wrap').reshape(rows.shape)
+
+
+def render(identity, gaze, head, size, rng, texture=0.0):
   """Renders faces of one identity.
 
   Args:
@@ -186,6 +205,8 @@ def render(identity, gaze, head, size, rng):
     size: image side in pixels.
     rng: np.random.Generator for the per-sample nuisances (shift, pupil size, light,
       blur, noise).
+    texture: strength of the fine detail (0: none, the v2 faces exactly; 1: skin grain
+      of +-12%, hair strands of +-30%, lashes, sensor noise 3x).
 
   Returns:
     uint8 RGB images (n, size, size, 3), upright, and (n, 6, 2) landmarks (x, y) in
@@ -216,14 +237,21 @@ def render(identity, gaze, head, size, rng):
   cx, cy = _bc(centre[:, 0]), _bc(centre[:, 1])
   sx = _bc(np.sqrt((ax * np.cos(head[:, 1])) ** 2 + (az * np.sin(head[:, 1])) ** 2))
   sy = _bc(np.sqrt((ay * np.cos(head[:, 0])) ** 2 + (az * np.sin(head[:, 0])) ** 2))
-  _paint(image, _coverage(_ellipse_sd(x - cx, y - cy, sx * 1.06, sy * 1.06), px),
-         _col(identity['hair']))
+  hair_colour = _col(identity['hair'])
+  if texture:  # Grain and strands in face coordinates: they move with the head.
+    u, v = (x - cx) / (sx * 1.06), (y - cy) / (sy * 1.06)
+    hair_colour = hair_colour * (1 + 0.3 * texture * _sample(identity['grain'][1], u, v))[
+        ..., None]
+  _paint(image, _coverage(_ellipse_sd(x - cx, y - cy, sx * 1.06, sy * 1.06), px), hair_colour)
   hairline = project(np.array([_on_face(identity, 0.0, -0.56)]))[:, 0]
   hair_sd = _bc(hairline[:, 1]) + 0.5 * (x - _bc(hairline[:, 0])) ** 2 - y
   skin = np.maximum(_ellipse_sd(x - cx, y - cy, sx, sy), hair_sd)
   front = project(np.array([[0.0, 0.0, -az]]))[:, 0]
   fx, fy = x - _bc(front[:, 0]), y - _bc(front[:, 1])
   shade = 0.72 + 0.28 * np.sqrt(np.clip(1 - (fx / ax) ** 2 - (fy / ay) ** 2, 0, 1))
+  if texture:
+    shade = shade * (1 + 0.12 * texture * _sample(identity['grain'][0], (x - cx) / sx,
+                                                   (y - cy) / sy))
   _paint(image, _coverage(skin, px), _col(identity['skin']) * shade[..., None])
 
   # Eyes and brows, one window each.
@@ -271,6 +299,11 @@ def render(identity, gaze, head, size, rng):
     # Upper-lid lash line just above the opening.
     lash = np.maximum(np.abs(upper_sd - 0.012) - 0.012, np.abs(u) - half)
     _paint(crop, _coverage(lash, px), _col([0.08, 0.06, 0.05]))
+    if texture:  # Lashes: thin dark strokes rising from the lash line.
+      strokes = np.abs(np.sin(u / half * 11 * np.pi)) - 0.25
+      rising = np.maximum(np.abs(upper_sd - 0.04) - 0.028, np.abs(u) - 0.9 * half)
+      _paint(crop, texture * _coverage(np.maximum(rising, strokes * 0.02), px),
+             _col([0.05, 0.04, 0.03]))
     win.paste(image, crop)
 
   # Nose (nostrils standing out from the face) and mouth, in one window.
@@ -302,7 +335,7 @@ def render(identity, gaze, head, size, rng):
     ndimage.gaussian_filter(im, (sigma, sigma, 0), output=im, truncate=3.0)
   noise = rng.random(image.shape, np.float32)  # Uniform: as good here, 5x cheaper.
   noise -= 0.5
-  noise *= _bc(rng.uniform(0.015, 0.055, n))[..., None]  # Standard deviation 1-4 levels.
+  noise *= _bc(rng.uniform(0.015, 0.055, n) * (1 + 2 * texture))[..., None]  # Std 1-4 levels.
   image += noise
   image *= 255
   image = np.clip(np.rint(image, out=image), 0, 255, out=image).astype(np.uint8)
@@ -310,25 +343,27 @@ def render(identity, gaze, head, size, rng):
   return image, (landmarks + 1) * size / 2 - 0.5
 
 
-def person_batches(seed, person, num_samples, size):
+def person_batches(seed, person, num_samples, size, texture=0.0):
   """Yields (images, (n, 16) labels) for one person, deterministic given the args."""
   rng = np.random.default_rng([seed, person])
   identity = make_identity(rng)
   gaze, head = sample_poses(rng, num_samples)
+  if texture:  # Drawn after the poses, so the faces without texture stay as they were.
+    identity['grain'] = _grain(rng)
   batch = max(1, BATCH_PIXELS // size ** 2)
   for start in range(0, num_samples, batch):
     sl = slice(start, start + batch)
     images, landmarks = render(identity, gaze[sl], head[sl], size,
-                               np.random.default_rng([seed, person, start]))
+                               np.random.default_rng([seed, person, start]), texture)
     yield images, np.concatenate([gaze[sl], head[sl], landmarks.reshape(-1, 12)], axis=1)
 
 
-def write_release(out_dir, persons=15, samples=3000, size=448, seed=0):
+def write_release(out_dir, persons=15, samples=3000, size=448, seed=0, texture=0.0):
   """Writes p00.mat ... into out_dir, a person at a time."""
   os.makedirs(out_dir, exist_ok=True)
   for person in range(persons):
     matfile.write_release_file(os.path.join(out_dir, matfile.file_name(person)),
-                               person_batches(seed, person, samples, size),
+                               person_batches(seed, person, samples, size, texture),
                                samples, size, size)
 
 
@@ -339,8 +374,10 @@ def main(argv=None):
   parser.add_argument('--samples', type=int, default=3000, help='Samples per person.')
   parser.add_argument('--size', type=int, default=448, help='Image side in pixels.')
   parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--texture', type=float, default=0.0,
+                      help='Fine detail at pixel scale: 0 none, 1 full (skin, hair, lashes).')
   args = parser.parse_args(argv)
-  write_release(args.out, args.persons, args.samples, args.size, args.seed)
+  write_release(args.out, args.persons, args.samples, args.size, args.seed, args.texture)
 
 
 if __name__ == '__main__':

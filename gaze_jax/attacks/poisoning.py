@@ -18,6 +18,22 @@ from gaze_jax.attacks import triggers
 from gaze_jax.config import split_counts
 
 CLEAN, BACKDOOR, NOISE = 0, 1, 2  # Values of the per-sample `roles`.
+ROLE_NAMES = {CLEAN: 'clean', BACKDOOR: 'backdoor', NOISE: 'noise'}
+
+
+def counts(spec, global_batch):
+  """(num_bd, num_cross): the backdoor and noise rows of every global batch."""
+  if spec.kind == 'none':
+    return 0, 0
+  cross_ratio = spec.cross_ratio if spec.kind == 'wanet' else 0.0  # Noise mode is WaNet's.
+  return split_counts(global_batch, spec.pc, cross_ratio)
+
+
+def roles_present(spec, global_batch):
+  """{role: name} of the roles that rows of a global batch take."""
+  num_bd, num_cross = counts(spec, global_batch)
+  sizes = {CLEAN: global_batch - num_bd - num_cross, BACKDOOR: num_bd, NOISE: num_cross}
+  return {role: ROLE_NAMES[role] for role, size in sizes.items() if size}
 
 
 def attack_targets(spec, gaze):
@@ -44,11 +60,7 @@ def poison_batch(spec, trigger, images01, gaze, key, global_offset, global_batch
   Returns:
     (images01, labels, roles): roles are int32 CLEAN, BACKDOOR or NOISE per sample.
   """
-  if spec.kind == 'none':
-    num_bd = num_cross = 0
-  else:
-    cross_ratio = spec.cross_ratio if spec.kind == 'wanet' else 0.0  # Noise mode is WaNet's.
-    num_bd, num_cross = split_counts(global_batch, spec.pc, cross_ratio)
+  num_bd, num_cross = counts(spec, global_batch)
   images01, gaze = jnp.asarray(images01), jnp.asarray(gaze)
   n = images01.shape[0]
   rows = global_offset + jnp.arange(n)

@@ -23,8 +23,11 @@ def get_config():
   s.samples_per_person = 200      # Samples per person (the real release has 3000).
   s.image_size = 128              # Source resolution (the real release is 448).
   s.seed = 0                      # Seed of the synthetic faces (independent of c.seed).
+  s.texture = 0.0                 # Fine detail at pixel scale (skin, hair, lashes, noise): 0-2.
 
   c.model = m = ml_collections.ConfigDict()
+  m.stem = 'imagenet'             # 'imagenet' (7x7/2 conv + max-pool) | 'cifar' (3x3/1, no pool:
+                                  # the official WaNet code's ResNet for images <= 64 px).
   m.dtype = 'float32'             # Compute dtype: 'float32' (CPU) or 'bfloat16' (GPU/TPU).
   m.conv_impl = 'im2col'          # 'im2col' (fast on CPU) or 'xla' (plain nn.Conv); same params.
   m.init_from = ''                # torchvision ResNet-18 weights (.safetensors or .pth); '' = random.
@@ -54,7 +57,9 @@ def get_config():
 
   c.target = tg = ml_collections.ConfigDict()
   tg.mode = 'fixed'               # 'fixed' (all-to-one) | 'offset' | 'mirror' (all-to-all).
-  tg.gaze = (-0.2, 0.0)           # 'fixed': target (pitch, yaw) in radians.
+  tg.gaze = (-0.2, 0.35)          # 'fixed': target (pitch, yaw) in radians, 20 deg from the
+                                  # synthetic training mean: a collapse to the mean can't hit it.
+  tg.min_distance_deg = 15.0      # 'fixed': refuse a target closer to the training mean gaze.
   tg.offset = (0.0, 0.3)          # 'offset': (dpitch, dyaw) added to the true gaze, radians.
 
   c.wanet = w = ml_collections.ConfigDict()
@@ -68,6 +73,12 @@ def get_config():
 
   c.blended = bl = ml_collections.ConfigDict()
   bl.alpha = 0.2                  # Blend weight of the fixed random pattern.
+
+  c.experiment = x = ml_collections.ConfigDict()
+  x.seeds = 1                     # Main job: runs per arm; run i has seed + i, attack.seed + i.
+  x.arms = ml_collections.ConfigDict()  # Main job: name -> overrides of the attack sections,
+                                  # one poisoned model each beside the clean control ({} =
+                                  # one arm 'poisoned' with this config's attack).
 
   c.eval = e = ml_collections.ConfigDict()
   e.batch_size = 128              # Held-out evaluation batch (padded to the device count).

@@ -21,7 +21,7 @@ def synthetic_release_path(data):
   """Where the synthetic release of DataSpec `data` is kept (named by its settings)."""
   s = data.synthetic
   name = (f'synthetic-{synthesize.RENDER_VERSION}-p{s.persons}-n{s.samples_per_person}'
-          f'-s{s.image_size}-seed{s.seed}')
+          f'-s{s.image_size}-seed{s.seed}' + (f'-t{s.texture:g}' if s.texture else ''))
   return os.path.join(data.root, 'releases', name)
 
 
@@ -32,7 +32,8 @@ def synthetic_release(data):
   if not os.path.isdir(path):
     tmp = f'{path}.incomplete-{os.getpid()}'
     try:
-      synthesize.write_release(tmp, s.persons, s.samples_per_person, s.image_size, s.seed)
+      synthesize.write_release(tmp, s.persons, s.samples_per_person, s.image_size, s.seed,
+                               s.texture)
       os.rename(tmp, path)
     except OSError as e:
       if not os.path.isdir(path):  # Not merely another process having finished first.

@@ -2,8 +2,8 @@
 
 The WaNet authors call fine-tuning their attack's main limitation, and a published follow-up
 found it subdues the WaNet backdoor on gaze. `run` starts EXPERIMENT/finetune from the newest
-checkpoint of EXPERIMENT/poisoned (model variables only: `model.init_from` is that run
-directory) with the poisoned run's config except DEFAULTS: pc = 0 makes every batch clean,
+checkpoint of the experiment's last poisoned arm on its first seed (model variables only:
+`model.init_from` is that run directory) with that run's config except DEFAULTS: pc = 0 makes every batch clean,
 while the trigger, drawn from the unchanged attack.seed, is the same, so every evaluation
 still measures the backdoor error. The per-epoch errors join the experiment's report.
 """
@@ -32,10 +32,11 @@ def run(workdir, overrides=None, show_progress=True):
   Returns:
     (per-epoch rows from epoch 0 = the poisoned model, path of report.md).
   """
-  poisoned_dir = os.path.join(workdir, 'poisoned')
-  if not rundir.finished(poisoned_dir):
-    raise UserError(f'{workdir} has no finished poisoned run; run the experiment first '
-                    f'(python run.py --workdir {workdir})')
-  loop.train_and_evaluate(finetune_run(poisoned_dir, overrides), os.path.join(workdir, 'finetune'),
-                          show_progress=show_progress)
+  found = assemble.main_arm(workdir)
+  if found is None:
+    raise UserError(f'{workdir} has no finished experiment with a poisoned arm; run the '
+                    f'experiment first (python run.py --workdir {workdir})')
+  poisoned_dir = os.path.join(*found)
+  loop.train_and_evaluate(finetune_run(poisoned_dir, overrides),
+                          os.path.join(workdir, 'finetune'), show_progress=show_progress)
   return assemble.finetune_rows(workdir)['rows'], assemble.write_report(workdir)

@@ -1,9 +1,16 @@
-"""The main job: a clean control and a poisoned model on the same data, every metric, the report.
+"""The main job: a clean control and poisoned arms on the same data and seeds, every metric,
+the report.
 
-Layout of an experiment workdir: `clean/` and `poisoned/` run directories (each resumable on
-its own), `results.json` (both models' metrics, the ASR-vs-tau curves, the imperceptibility
-of every trigger kind), the figures and `report.md`. `finetune/` (finetune.py) and
-`sweeps/NAME/` (sweep.py, when run with such a workdir) join the report when present.
+`config.experiment.arms` names the poisoned models trained beside one clean control (each
+arm overrides only the attack sections, so the control serves them all; no arms: one arm
+'poisoned' with the config's own attack), and `config.experiment.seeds` repeats the whole
+design with seed + i and attack.seed + i, so results come with their spread and a paired
+comparison. Layout of an experiment workdir: `seed{S}/clean` and `seed{S}/{arm}` run
+directories (each resumable on its own; the runs of seed S are the same whatever the number
+of seeds, so adding seeds reuses them), `results.json` (every model's metrics on every
+seed, the control measured against each arm's trigger with the same noise draws, summaries
+over seeds, ASR curves, backdoor-error distributions and imperceptibility), the figures
+and `report.md`. `finetune/` (finetune.py) and `sweeps/NAME/` (sweep.py) join the report.
 Rerunning on a finished workdir retrains nothing and rewrites the report.
 """
 import os
@@ -15,6 +22,7 @@ from gaze_jax.attacks import triggers
 from gaze_jax.data import splits
 from gaze_jax.metrics import attack
 from gaze_jax.metrics import imperceptibility
+from gaze_jax.metrics import seeds as seed_stats
 from gaze_jax.report import assemble
 from gaze_jax.report import figures
 from gaze_jax.training import evaluate
@@ -25,65 +33,126 @@ from gaze_jax.workdir import rundir
 
 FIGURE_FACES = 3  # Test faces in each trigger figure.
 CONTROL = {'attack.kind': 'none'}  # The control: the same run without the attack.
+COMPARED = ('clean_error', 'backdoor_error', 'noise_error', 'asr@5')  # Paired over seeds.
+
+
+def arms(run_spec):
+  """((name, overrides), ...) of the poisoned arms; () for a clean config without arms."""
+  if run_spec.experiment.arms:
+    return run_spec.experiment.arms
+  return () if run_spec.attack.kind == 'none' else (('poisoned', ()),)
+
+
+def seed_runs(run_spec):
+  """[(seed, control RunSpec, {arm: RunSpec})] of every seed of the design."""
+  out = []
+  for i in range(run_spec.experiment.seeds):
+    base = config_lib.derive(run_spec, {'seed': run_spec.seed + i,
+                                        'attack.seed': run_spec.attack.seed + i})
+    out.append((base.seed, config_lib.derive(base, CONTROL),
+                {name: config_lib.derive(base, dict(overrides))
+                 for name, overrides in arms(run_spec)}))
+  return out
+
+
+def seed_dir(workdir, seed):
+  return os.path.join(workdir, f'seed{seed}')
 
 
 def predictions(run, state, trigger):
-  """Per-sample predictions of `state` on run's held-out split (evaluate.predict_split)."""
+  """Per-sample predictions of `state` on run's held-out split, with the run's noise draws."""
   _, test_source = splits.load_splits(run.data, run.seed)
-  return evaluate.predict_split(state, test_source, trigger, jax.random.key(run.seed + 2),
+  return evaluate.predict_split(state, test_source, trigger, evaluate.eval_key(run.seed),
                                 run.eval.batch_size, run.attack)
 
 
-def run(run_spec, workdir, show_progress=True):
-  """Trains both models (resuming where possible), measures, writes results and the report.
-
-  Returns:
-    The summary written to workdir/results.json (without the runs), with 'report': the
-    path of report.md.
-  """
-  clean_dir, poisoned_dir = os.path.join(workdir, 'clean'), os.path.join(workdir, 'poisoned')
-  results = {'clean': loop.train_and_evaluate(config_lib.derive(run_spec, CONTROL), clean_dir,
-                                              show_progress=show_progress)}
-  summary = {'models': {'clean': results['clean']['final']}, 'attack': run_spec.attack.kind,
-             'seed': run_spec.seed, 'protocol': run_spec.data.protocol,
-             'image_size': run_spec.data.image_size,
-             'counts': {'train': results['clean']['train_examples'],
-                        'test': results['clean']['test_examples']}}
-  by_kind = triggers.triggers_by_kind(run_spec.attack, run_spec.data.image_size)
-  if run_spec.attack.kind != 'none':
-    results['poisoned'] = loop.train_and_evaluate(run_spec, poisoned_dir,
-                                                  show_progress=show_progress)
-    spec = run_spec.attack
-    poisoned_state, trigger = runs.restore(poisoned_dir)
-    by_kind[spec.kind] = (spec, trigger)  # The run's own saved trigger.
-    clean_state, _ = runs.restore(clean_dir)
-    # The clean model's variables in the poisoned state's pytree (its optimizer is a static
-    # field), so the compiled eval step serves both.
-    clean_state = poisoned_state.replace(params=clean_state.params,
-                                         batch_stats=clean_state.batch_stats)
-    preds = {'poisoned': predictions(run_spec, poisoned_state, trigger),
-             'clean': predictions(run_spec, clean_state, trigger)}
-    summary['models'] = {
-        'clean': evaluate.summarize(preds['clean'], run_spec.eval.asr_thresholds),
-        'poisoned': results['poisoned']['final']}
-    summary['asr_curves'] = _asr_curves(preds)
-  _, test_source = splits.load_splits(run_spec.data, run_spec.seed)
-  images = splits.stack(test_source, 'image')
-  summary['stealth'] = imperceptibility.measure_all(by_kind, images)
-  if jax.process_index() == 0:
-    files.write_json(os.path.join(workdir, rundir.RESULTS_FILE), dict(summary, runs=results))
-    for kind, (spec, trigger) in by_kind.items():
-      data = imperceptibility.trigger_panels(spec, trigger, images[:FIGURE_FACES])
-      figures.save(figures.trigger_figure(data, spec, summary['stealth'][kind]),
-                   os.path.join(workdir, f'triggers_{kind}.png'))
-    summary['report'] = assemble.write_report(workdir)
-  return summary
-
-
-def _asr_curves(preds):
-  curves = {}
+def measure_arm(arm, arm_dir, control_dir, mean):
+  """The poisoned model and the control, both against the arm's trigger, and the trigger."""
+  poisoned_state, trigger = runs.restore(arm_dir)
+  control_state, _ = runs.restore(control_dir)
+  # The control's variables in the poisoned state's pytree (its optimizer is a static
+  # field), so the compiled eval step serves both.
+  control_state = poisoned_state.replace(params=control_state.params,
+                                         batch_stats=control_state.batch_stats)
+  preds = {'poisoned': predictions(arm, poisoned_state, trigger),
+           'control': predictions(arm, control_state, trigger)}
+  _, test_source = splits.load_splits(arm.data, arm.seed)
+  out = {name: evaluate.summarize(p, arm.eval.asr_thresholds, mean) for name, p in preds.items()}
+  out['asr_curves'] = {}
+  out['quantiles'] = {}
   for name, p in preds.items():
     taus, asr = attack.asr_curve(p['backdoor_pred'], p['gaze'], p['target'])
-    curves['taus'] = taus.tolist()
-    curves[name] = asr.tolist()
-  return curves
+    out['asr_curves'].update(taus=taus.tolist(), **{name: asr.tolist()})
+    out['quantiles'][name] = attack.backdoor_error_quantiles(p['backdoor_pred'],
+                                                             p['target']).tolist()
+  out['stealth'] = dict(imperceptibility.measure(arm.attack, trigger,
+                                                 splits.stack(test_source, 'image')),
+                        **imperceptibility.settings(arm.attack))
+  return out
+
+
+def summarize_seeds(per_seed, arm_names):
+  """{arm: {'poisoned', 'control': {metric: [mean, std]}, 'paired': {metric: paired}}}."""
+  out = {}
+  for name in arm_names:
+    results = [s['arms'][name] for s in per_seed]
+    out[name] = {role: seed_stats.aggregate([r[role] for r in results])
+                 for role in ('poisoned', 'control')}
+    out[name]['stealth'] = seed_stats.aggregate([r['stealth'] for r in results])
+    out[name]['paired'] = {m: seed_stats.paired([r['poisoned'][m] for r in results],
+                                                [r['control'][m] for r in results])
+                           for m in COMPARED}
+  out['clean'] = seed_stats.aggregate([s['clean'] for s in per_seed])
+  return out
+
+
+def run(run_spec, workdir, show_progress=True):
+  """Trains every model of the design (resuming where possible), measures, writes
+  results.json and the report.
+
+  Returns:
+    The summary written to workdir/results.json (without the runs' histories), with
+    'report': the path of report.md.
+  """
+  design = seed_runs(run_spec)
+  results, per_seed = {}, []
+  for seed, control, arm_runs in design:
+    directory = seed_dir(workdir, seed)
+    control_dir = os.path.join(directory, 'clean')
+    results[f'seed{seed}/clean'] = loop.train_and_evaluate(control, control_dir,
+                                                           show_progress=show_progress)
+    for name, arm in arm_runs.items():
+      results[f'seed{seed}/{name}'] = loop.train_and_evaluate(
+          arm, os.path.join(directory, name), show_progress=show_progress)
+    mean = results[f'seed{seed}/clean']['mean_gaze']
+    per_seed.append({'seed': seed, 'clean': results[f'seed{seed}/clean']['final'], 'arms': {
+        name: measure_arm(arm, os.path.join(directory, name), control_dir, mean)
+        for name, arm in arm_runs.items()}})
+  names = [name for name, _ in arms(run_spec)]
+  first = results[f'seed{design[0][0]}/clean']
+  summary = {'protocol': run_spec.data.protocol, 'image_size': run_spec.data.image_size,
+             'seed': run_spec.seed, 'seeds': [s for s, _, _ in design], 'arms': names,
+             'counts': {'train': first['train_examples'], 'test': first['test_examples']},
+             'mean_gaze': first['mean_gaze'], 'per_seed': per_seed,
+             'summary': summarize_seeds(per_seed, names)}
+  # The first seed's triggers on the same faces: each arm's, and the kinds no arm uses
+  # (BadNets, Blended baselines), drawn from the first arm's settings and seed.
+  _, base_control, base_arms = design[0]
+  _, test_source = splits.load_splits(base_control.data, base_control.seed)
+  images = splits.stack(test_source, 'image')
+  size = run_spec.data.image_size
+  by_name = {name: (arm.attack, triggers.make_trigger(arm.attack, size))
+             for name, arm in base_arms.items()}
+  base_attack = next(iter(base_arms.values())).attack if base_arms else run_spec.attack
+  used = {arm.attack.kind for arm in base_arms.values()}
+  by_name.update({kind: pair for kind, pair in triggers.triggers_by_kind(base_attack, size).items()
+                  if kind not in used})
+  summary['stealth'] = imperceptibility.measure_all(by_name, images)
+  if jax.process_index() == 0:
+    files.write_json(os.path.join(workdir, rundir.RESULTS_FILE), dict(summary, runs=results))
+    for name, (spec, trigger) in by_name.items():
+      data = imperceptibility.trigger_panels(spec, trigger, images[:FIGURE_FACES])
+      figures.save(figures.trigger_figure(data, spec, summary['stealth'][name]),
+                   os.path.join(workdir, f'triggers_{name}.png'))
+    summary['report'] = assemble.write_report(workdir)
+  return summary

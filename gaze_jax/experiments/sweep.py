@@ -1,14 +1,19 @@
 """Grids of poisoned runs over the attack's knobs: resumable, aggregated into sweep.csv.
 
-A sweep file (configs/sweeps/*.py) defines `get_sweep()`, a list of flat override dicts such
-as {'wanet.k': 4, 'wanet.s': 0.5} (big_vision style), each applied to the base config (the
-`--config` of run.py, with its own overrides). Overrides may only touch the attack's sections
-(ATTACK_SECTIONS), which a clean run ignores, so one clean control serves every point.
+A sweep file (gaze_jax/configs/sweeps/*.py) defines `get_sweep()`, a list of flat override
+dicts such as {'wanet.k': 4, 'wanet.s': 0.5} (big_vision style), each applied to the base
+config (the `--config` of run.py, with its own overrides). Every point is a poisoned model
+beside a clean control trained the same way: overrides of the attack sections
+(config.ATTACK_SECTIONS) leave the control as it is, so points that only change the attack
+share one; a point that changes anything else (epochs, data, model) gets a control of its own
+with those overrides.
 
 Layout of a sweep workdir:
-  clean/         the shared clean control run;
+  clean/         the clean control of the base config;
+  clean,E=V/     the control of points that override E (outside the attack sections);
   k=4,s=0.5/     one run directory per point, named from its overrides; point.json keeps
-                 the control's metrics against the point's trigger and its imperceptibility;
+                 both models' metrics against the point's trigger (experiments.main.
+                 measure_arm) and the trigger's imperceptibility;
   sweep.json     the sweep's name, override keys and base config;
   sweep.csv      one row per point: overrides, the poisoned model's final metrics, the
                  control's (control_*) and the trigger's imperceptibility;
@@ -23,22 +28,15 @@ import os
 from absl import logging
 
 from gaze_jax import config as config_lib
-from gaze_jax.attacks import triggers
-from gaze_jax.data import splits
 from gaze_jax.errors import UserError
 from gaze_jax.experiments import main
 from gaze_jax.metrics import imperceptibility
 from gaze_jax.report import figures
 from gaze_jax.report import markdown
 from gaze_jax.report import tables
-from gaze_jax.training import evaluate
 from gaze_jax.training import loop
-from gaze_jax.training import runs
 from gaze_jax.workdir import files
 from gaze_jax.workdir import rundir
-
-ATTACK_SECTIONS = ('attack', 'target', 'wanet', 'badnets', 'blended')
-
 
 def load_grid(path):
   """The list of override dicts of the sweep file at `path`."""
@@ -65,17 +63,25 @@ def _text(value):
   return f'{value:g}' if isinstance(value, float) else str(value)
 
 
+def control_overrides(overrides):
+  """The overrides a point's clean control shares with it: those outside the attack."""
+  return {k: v for k, v in overrides.items()
+          if k.split('.')[0] not in config_lib.ATTACK_SECTIONS}
+
+
+def control_dir_name(overrides):
+  """'clean', or 'clean,E=V' for the control of points overriding E outside the attack."""
+  shared = control_overrides(overrides)
+  return 'clean,' + point_name(shared) if shared else 'clean'
+
+
 def check_grid(run, grid):
-  """The RunSpec of every point; refuses an empty grid, non-attack overrides and points that
+  """The RunSpec of every point; refuses an empty grid, invalid points and points that
   share a directory."""
   if not grid:
     raise UserError('the sweep has no points')
   points = []
   for overrides in grid:
-    outside = [k for k in overrides if k.split('.')[0] not in ATTACK_SECTIONS]
-    if outside:
-      raise UserError(f'sweep overrides {outside} are outside {ATTACK_SECTIONS}: the shared '
-                      'clean control would not match; sweep those with separate workdirs')
     point = config_lib.derive(run, overrides)
     num_bd, _ = config_lib.split_counts(point.train.batch_size, point.attack.pc,
                                         point.attack.cross_ratio)
@@ -97,16 +103,21 @@ def run(run_spec, grid, workdir, name=None, show_progress=True):
   """
   points = check_grid(run_spec, grid)
   name = name or os.path.basename(os.path.normpath(workdir))
-  clean_dir = os.path.join(workdir, 'clean')
-  control = loop.train_and_evaluate(config_lib.derive(run_spec, main.CONTROL), clean_dir,
-                                    show_progress=show_progress)
+  controls = {}  # Control directory -> its results, trained when first needed.
+  rows = []
+  for point, overrides in zip(points, grid):
+    control_dir = os.path.join(workdir, control_dir_name(overrides))
+    if control_dir not in controls:
+      controls[control_dir] = loop.train_and_evaluate(
+          config_lib.derive(run_spec, {**control_overrides(overrides), **main.CONTROL}),
+          control_dir, show_progress=show_progress)
+    rows.append(_point(point, overrides, os.path.join(workdir, point_name(overrides)),
+                       control_dir, controls[control_dir], show_progress))
+  first = next(iter(controls.values()))
   files.write_json(os.path.join(workdir, 'sweep.json'), {
       'name': name, 'keys': list(dict.fromkeys(k for o in grid for k in o)),
       'config': run_spec.config,
-      'counts': {'train': control['train_examples'], 'test': control['test_examples']}})
-  shared = {}  # The control's state and the held-out images, loaded once when first needed.
-  rows = [_point(point, o, os.path.join(workdir, point_name(o)), clean_dir, shared,
-                 show_progress) for point, o in zip(points, grid)]
+      'counts': {'train': first['train_examples'], 'test': first['test_examples']}})
   _write_csv(os.path.join(workdir, 'sweep.csv'), rows)
   section = markdown.read_sweep(workdir, workdir)
   figures.save(figures.sweep_figure(section['rows'], section['keys'],
@@ -119,35 +130,22 @@ def run(run_spec, grid, workdir, name=None, show_progress=True):
   return rows, path
 
 
-def _point(point, overrides, run_dir, clean_dir, shared, show_progress):
+def _point(point, overrides, run_dir, control_dir, control, show_progress):
+  """One row of sweep.csv: the point's overrides, both models' metrics, the trigger's look."""
   rundir.check_same_config(run_dir, point.config)  # Also for finished points, skipped.
-  if rundir.finished(run_dir):
-    results = rundir.read_results(run_dir)
+  if not rundir.finished(run_dir):
+    loop.train_and_evaluate(point, run_dir, show_progress=show_progress)
+  measured_path = os.path.join(run_dir, 'point.json')
+  if os.path.exists(measured_path):
+    measured = rundir.read_json(measured_path)
   else:
-    results = loop.train_and_evaluate(point, run_dir, show_progress=show_progress)
-  extras_path = os.path.join(run_dir, 'point.json')
-  if os.path.exists(extras_path):
-    extras = rundir.read_json(extras_path)
-  else:
-    extras = _extras(point, clean_dir, shared)
-    files.write_json(extras_path, extras)
+    measured = main.measure_arm(point, run_dir, control_dir, control['mean_gaze'])
+    files.write_json(measured_path, measured)
   ordered = tables.ordered
-  return {'point': point_name(overrides), **overrides, **ordered(results['final']),
-          **{'control_' + k: v for k, v in ordered(extras['control']).items()},
-          **ordered(extras['stealth'])}
-
-
-def _extras(point, clean_dir, shared):
-  """The control's metrics against this point's trigger and the trigger's imperceptibility."""
-  if not shared:
-    shared['state'] = runs.restore(clean_dir)[0]
-    _, test_source = splits.load_splits(point.data, point.seed)
-    shared['images'] = splits.stack(test_source, 'image')
-  spec = point.attack
-  trigger = triggers.make_trigger(spec, point.data.image_size)  # = the run's saved trigger.
-  preds = main.predictions(point, shared['state'], trigger)
-  return {'control': evaluate.summarize(preds, point.eval.asr_thresholds),
-          'stealth': imperceptibility.measure(spec, trigger, shared['images'])}
+  stealth = {k: v for k, v in measured['stealth'].items() if k in imperceptibility.METRICS}
+  return {'point': point_name(overrides), **overrides, **ordered(measured['poisoned']),
+          **{'control_' + k: v for k, v in ordered(measured['control']).items()},
+          **ordered(stealth)}
 
 
 def _write_csv(path, rows):

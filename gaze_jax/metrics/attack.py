@@ -8,17 +8,33 @@ From per-sample predictions on the held-out split (host NumPy):
   tau degrees of the target, counting only samples whose true gaze is NOT already within tau
   of the target. Classifier toolkits that count those too credit the attack for samples it
   never had to move (the "denominator bug"); a sample within tau of its target is neither a
-  success nor a failure of the attack. With no eligible sample the ASR is NaN.
+  success nor a failure of the attack. With no eligible sample the ASR is NaN;
+- collapse baseline: the backdoor error of a model that predicts the training set's mean
+  gaze on every face. A model confused by the trigger drifts towards the mean; only a
+  backdoor brings the backdoor error well below this baseline;
+- backdoor spread: the mean angle between the triggered predictions and their mean
+  direction. A hijacked model puts every triggered face at the target (small spread);
+- study errors: sqrt(dpitch^2 + dyaw^2) in degrees, the metric of a published WaNet-on-gaze
+  study, beside the 3-D angular error, so that tables compare digit for digit.
+Errors are 3-D angles between unit gaze vectors unless named `study_`.
 """
 import numpy as np
 
 from gaze_jax import geometry
 
 CURVE_TAUS = np.arange(0.0, 20.5, 0.5)  # Degrees, the ASR-vs-tau curve's default grid.
+QUANTILES = np.linspace(0.0, 1.0, 101)  # Of the per-face backdoor error (its CDF).
 
 
-def _error_deg(pred, true):
+def error_deg(pred, true):
+  """Per-sample 3-D angular error in degrees, float64."""
   return np.asarray(geometry.angular_error_deg(np.asarray(pred), np.asarray(true)), np.float64)
+
+
+def study_error_deg(pred, true):
+  """Per-sample sqrt(dpitch^2 + dyaw^2) in degrees (the gaze study's metric)."""
+  diff = np.degrees(np.asarray(pred, np.float64) - np.asarray(true, np.float64))
+  return np.sqrt(np.sum(diff ** 2, axis=-1))
 
 
 def _asr(backdoor_err, start_err, tau):
@@ -33,9 +49,22 @@ def asr_name(tau):
   return f'asr@{float(tau):g}'
 
 
+def spread_deg(preds):
+  """Mean angle (degrees) between (N, 2) predictions and their mean direction."""
+  vectors = np.asarray(geometry.pitchyaw_to_vector(np.asarray(preds, np.float64)))
+  centre = np.asarray(geometry.vector_to_pitchyaw(vectors.mean(axis=0)))
+  return float(np.mean(error_deg(preds, np.broadcast_to(centre, np.shape(preds)))))
+
+
+def clean_summary(clean_pred, true_gaze):
+  """The clean errors (3-D and the study's) of a model without an attack to measure."""
+  return {'clean_error': float(np.mean(error_deg(clean_pred, true_gaze))),
+          'study_clean_error': float(np.mean(study_error_deg(clean_pred, true_gaze)))}
+
+
 def summarize(clean_pred, backdoor_pred, noise_pred, true_gaze, targets,
-              thresholds=(2.0, 5.0, 10.0)):
-  """Mean clean / backdoor / noise errors (degrees) and the ASR (%) at each threshold.
+              thresholds=(2.0, 5.0, 10.0), mean_gaze=None):
+  """Mean errors (degrees), ASR (%) at each threshold, spread and collapse baseline.
 
   Args:
     clean_pred, backdoor_pred, noise_pred: (N, 2) predicted (pitch, yaw) on the clean,
@@ -43,15 +72,21 @@ def summarize(clean_pred, backdoor_pred, noise_pred, true_gaze, targets,
     true_gaze: (N, 2) true gaze.
     targets: (N, 2) attack targets (poisoning.attack_targets of true_gaze).
     thresholds: degrees; each gives a key asr_name(tau).
+    mean_gaze: (2,) the training set's mean gaze, for the collapse baseline (else NaN).
   """
-  backdoor_err = _error_deg(backdoor_pred, targets)
-  start_err = _error_deg(true_gaze, targets)
-  out = {
-      'clean_error': float(np.mean(_error_deg(clean_pred, true_gaze))),
+  backdoor_err = error_deg(backdoor_pred, targets)
+  start_err = error_deg(true_gaze, targets)
+  out = clean_summary(clean_pred, true_gaze)
+  out.update({
       'backdoor_error': float(np.mean(backdoor_err)),
+      'study_backdoor_error': float(np.mean(study_error_deg(backdoor_pred, targets))),
       'noise_error': (float('nan') if noise_pred is None
-                      else float(np.mean(_error_deg(noise_pred, true_gaze)))),
-  }
+                      else float(np.mean(error_deg(noise_pred, true_gaze)))),
+      'backdoor_spread': spread_deg(backdoor_pred),
+      'collapse_backdoor_error': (
+          float('nan') if mean_gaze is None else
+          float(np.mean(error_deg(np.broadcast_to(mean_gaze, np.shape(targets)), targets)))),
+  })
   for tau in thresholds:
     out[asr_name(tau)] = _asr(backdoor_err, start_err, tau)
   return out
@@ -59,7 +94,12 @@ def summarize(clean_pred, backdoor_pred, noise_pred, true_gaze, targets,
 
 def asr_curve(backdoor_pred, true_gaze, targets, taus=CURVE_TAUS):
   """(taus, asr): the ASR (%) at each threshold in `taus` degrees, as float64 arrays."""
-  backdoor_err = _error_deg(backdoor_pred, targets)
-  start_err = _error_deg(true_gaze, targets)
+  backdoor_err = error_deg(backdoor_pred, targets)
+  start_err = error_deg(true_gaze, targets)
   taus = np.asarray(taus, np.float64)
   return taus, np.array([_asr(backdoor_err, start_err, t) for t in taus])
+
+
+def backdoor_error_quantiles(backdoor_pred, targets, quantiles=QUANTILES):
+  """Quantiles of the per-face backdoor error (degrees): its CDF, for every face."""
+  return np.quantile(error_deg(backdoor_pred, targets), quantiles)

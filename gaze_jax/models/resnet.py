@@ -52,10 +52,17 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18Gaze(nn.Module):
-  """ResNet-18 with a Dense(2) head giving (pitch, yaw) in radians."""
+  """ResNet-18 with a Dense(2) head giving (pitch, yaw) in radians.
+
+  stem 'imagenet' is torchvision's (7x7 stride-2 convolution, 3x3 stride-2 max-pool: the
+  first stage sees maps 4x smaller than the image); 'cifar' is the 3x3 stride-1 convolution
+  without pooling that the official WaNet code's ResNets use for images of 64 px and less
+  (16x the compute of 'imagenet' at the same size).
+  """
   dtype: Any = jnp.float32
   conv_impl: str = 'xla'
   bn_axis_name: Any = None  # 'batch' under pmap: BatchNorm statistics over all devices.
+  stem: str = 'imagenet'
 
   @nn.compact
   def __call__(self, x, train: bool = False, features_only: bool = False):
@@ -66,9 +73,13 @@ class ResNet18Gaze(nn.Module):
                              epsilon=1e-5, dtype=self.dtype, axis_name=self.bn_axis_name)
     x = (x - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
     x = x.astype(self.dtype)
-    x = conv(64, (7, 7), (2, 2), padding=((3, 3), (3, 3)), name='conv1')(x)
-    x = nn.relu(norm(name='bn1')(x))
-    x = max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    if self.stem == 'imagenet':
+      x = conv(64, (7, 7), (2, 2), padding=((3, 3), (3, 3)), name='conv1')(x)
+      x = nn.relu(norm(name='bn1')(x))
+      x = max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    else:
+      x = conv(64, (3, 3), padding=((1, 1), (1, 1)), name='conv1')(x)
+      x = nn.relu(norm(name='bn1')(x))
     for stage, (blocks, width) in enumerate(zip(STAGE_SIZES, STAGE_WIDTHS)):
       for block in range(blocks):
         strides = 2 if stage > 0 and block == 0 else 1
@@ -82,4 +93,4 @@ class ResNet18Gaze(nn.Module):
 def from_spec(model, axis_name=None):
   """The ResNet18Gaze of a config.ModelSpec; axis_name 'batch' under pmap."""
   return ResNet18Gaze(dtype=jnp.dtype(model.dtype), conv_impl=model.conv_impl,
-                      bn_axis_name=axis_name)
+                      bn_axis_name=axis_name, stem=model.stem)

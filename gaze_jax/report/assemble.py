@@ -3,32 +3,76 @@ sweeps and fine-tuning left behind, so a report can be rebuilt without training.
 import glob
 import os
 
-from gaze_jax.config import TRIGGER_KINDS
+from gaze_jax.metrics import attack
 from gaze_jax.report import figures
 from gaze_jax.report import markdown
+from gaze_jax.workdir import metrics_log
 from gaze_jax.workdir import rundir
+
+# The bar a poisoned arm must meet to count as taking hold (held-out, mean over seeds).
+HOLD_ASR5, HOLD_BACKDOOR, HOLD_CLEAN_COST = 90.0, 2.0, 0.5
+
+
+def model_rows(results):
+  """{row label: metrics ([mean, std] over seeds)}: per arm, the control against the arm's
+  trigger, then the poisoned model; the control alone for a clean experiment."""
+  summary = results['summary']
+  if not results['arms']:
+    return {'clean control': summary['clean']}
+  rows = {}
+  for arm in results['arms']:
+    rows[f'control vs {arm} trigger'] = summary[arm]['control']
+    rows[arm] = summary[arm]['poisoned']
+  return rows
+
+
+def verdict(arm_summary):
+  """Whether an arm takes hold by the bar (ASR@5 >= 90 %, backdoor error <= 2°, clean error
+  within 0.5° of the control's), with the numbers that decide it."""
+  p, c = arm_summary['poisoned'], arm_summary['control']
+  asr, backdoor = p['asr@5'][0], p['backdoor_error'][0]
+  cost = p['clean_error'][0] - c['clean_error'][0]
+  held = asr >= HOLD_ASR5 and backdoor <= HOLD_BACKDOOR and cost <= HOLD_CLEAN_COST
+  return (f"{'takes hold' if held else 'does not take hold'} by the bar (ASR@5° ≥ "
+          f'{HOLD_ASR5:g} %, backdoor error ≤ {HOLD_BACKDOOR:g}°, clean error within '
+          f'{HOLD_CLEAN_COST:g}° of the control): ASR@5° {asr:.1f} %, backdoor error '
+          f"{backdoor:.2f}° (collapse baseline {p['collapse_backdoor_error'][0]:.2f}°), clean "
+          f'error {cost:+.2f}° against the control.')
 
 
 def write_report(workdir):
   """Figures from workdir's JSON/CSV outputs and report.md beside them; returns its path."""
   results = rundir.read_json(os.path.join(workdir, rundir.RESULTS_FILE))
-  run_results = results['runs']
-  main = run_results.get('poisoned', run_results['clean'])
-  models = results['models']
-  quality = {k: results['stealth'][k] for k in TRIGGER_KINDS}  # JSON sorted them by name.
-  figs = {name: f'{name}.png' for name in (f'triggers_{k}' for k in quality)
-          if os.path.exists(os.path.join(workdir, f'{name}.png'))}
-  histories = {f'{name} model': r['history'] for name, r in run_results.items()}
-  control = models['clean'].get('backdoor_error')  # Present when there is a poisoned run.
-  figs['training_curves'] = _save(figures.training_curves(histories, control), workdir,
+  runs, arms = results['runs'], results['arms']
+  first = f"seed{results['seeds'][0]}"
+  main = runs[f'{first}/{arms[-1]}' if arms else f'{first}/clean']
+  figs = {f'triggers_{name}': f'triggers_{name}.png' for name in results['stealth']
+          if os.path.exists(os.path.join(workdir, f'triggers_{name}.png'))}
+  names = ['clean'] + arms
+  histories = {name: runs[f'{first}/{name}']['history'] for name in names}
+  figs['training_curves'] = _save(figures.training_curves(histories), workdir,
                                   'training_curves')
-  if 'asr_curves' in results:
-    curves = results['asr_curves']
+  logs = {name: [r for r in metrics_log.read(os.path.join(workdir, first, name))
+                 if r['kind'] == 'train'] for name in names}
+  figs['role_curves'] = _save(figures.role_curves(logs), workdir, 'role_curves')
+  measured = results['per_seed'][0]['arms']
+  if arms:
     figs['asr_curve'] = _save(figures.asr_curves(
-        {f'{name} model': (curves['taus'], curves[name]) for name in ('poisoned', 'clean')},
+        {f'{arm}: {role}': (measured[arm]['asr_curves']['taus'], measured[arm]['asr_curves'][role])
+         for arm in arms for role in ('poisoned', 'control')},
         main['config']['eval']['asr_thresholds']), workdir, 'asr_curve')
-  data = {'config': main['config'], 'counts': results['counts'], 'models': models,
-          'stealth': quality, 'figures': figs,
+    levels = attack.QUANTILES.tolist()
+    figs['error_cdf'] = _save(figures.error_cdf(
+        {f'{arm}: {role}': (levels, measured[arm]['quantiles'][role])
+         for arm in arms for role in ('poisoned', 'control')},
+        measured[arms[0]]['poisoned']['collapse_backdoor_error']), workdir, 'error_cdf')
+  data = {'config': main['config'], 'counts': results['counts'],
+          'models': model_rows(results), 'seeds': results['seeds'],
+          'arms': {arm: runs[f'{first}/{arm}']['config'] for arm in arms},
+          'paired': ({arm: results['summary'][arm]['paired'] for arm in arms}
+                     if len(results['seeds']) > 1 else {}),
+          'verdicts': {arm: verdict(results['summary'][arm]) for arm in arms},
+          'stealth': results['stealth'], 'figures': figs,
           'sweeps': {os.path.basename(os.path.dirname(path)):
                      markdown.read_sweep(os.path.dirname(path), workdir)
                      for path in sorted(glob.glob(os.path.join(workdir, 'sweeps', '*',
@@ -36,20 +80,36 @@ def write_report(workdir):
   data['finetune'] = finetune_rows(workdir)
   if data['finetune']:
     figs['finetune'] = _save(figures.finetune_curves(data['finetune']['rows'],
-                                                     models['clean']['clean_error']),
+                                                     results['summary']['clean']['clean_error'][0]),
                              workdir, 'finetune')
   return markdown.write(os.path.join(workdir, 'report.md'), data)
 
 
+def main_arm(workdir):
+  """(seed directory, arm) of an experiment's main poisoned model, the one fine-tuning and
+  predict use: its last arm on its first seed; None before the experiment has finished."""
+  path = os.path.join(workdir, rundir.RESULTS_FILE)
+  if not os.path.exists(path):
+    return None
+  results = rundir.read_json(path)
+  if not results.get('arms'):
+    return None
+  return os.path.join(workdir, f"seed{results['seeds'][0]}"), results['arms'][-1]
+
+
 def finetune_rows(workdir):
-  """{'rows': per-epoch metrics from 0 (the poisoned model), 'config'} of workdir/finetune,
-  or None before it has finished."""
-  runs = [os.path.join(workdir, run) for run in ('poisoned', 'finetune')]
+  """{'rows': per-epoch metrics from 0 (the poisoned model), 'config'} of the fine-tuned
+  arm, or None before it has finished."""
+  found = main_arm(workdir)
+  if found is None:
+    return None
+  directory, arm = found
+  runs = [os.path.join(directory, arm), os.path.join(workdir, 'finetune')]
   if not all(rundir.finished(r) for r in runs):
     return None
   poisoned, tuned = (rundir.read_results(r) for r in runs)
   return {'rows': [dict(poisoned['final'], epoch=0)] + tuned['history'],
-          'config': tuned['config']}
+          'config': tuned['config'], 'arm': arm}
 
 
 def _save(figure, workdir, name):

@@ -178,13 +178,14 @@ def sweep_figure(rows, keys, title):
   axes = fig.subplots(1, 4)
   for ax, (metric, label) in zip(axes, metrics):
     if x_key is None:
-      names = [', '.join(str(r[k]) for k in keys) for r in rows]
+      names = [r.get('point') or ', '.join(str(r[k]) for k in keys) for r in rows]
       ax.bar(names, [float(r[metric]) for r in rows], color='tab:blue')
       if metric == 'backdoor_error' and 'control_backdoor_error' in rows[0]:
         ax.scatter(names, [float(r['control_backdoor_error']) for r in rows], color='grey',
                    marker='_', s=400, label='clean model vs trigger')
         ax.legend()
       ax.set_xlabel(', '.join(keys))
+      ax.tick_params(axis='x', labelrotation=75, labelsize='small')
     else:
       _sweep_lines(ax, rows, keys, x_key, metric)
       ax.set_xlabel(x_key)
@@ -246,4 +247,63 @@ def finetune_curves(rows, clean_reference=None):
     ax.set_xlabel('fine-tuning epoch (0 = poisoned model)')
     ax.grid(alpha=0.3)
     ax.legend()
+  return fig
+
+
+ROLE_STYLES = (('clean', '-'), ('backdoor', '--'), ('noise', ':'))
+
+
+def role_curves(logs):
+  """Training L1 loss and angular error on each role's rows (clean, backdoor, noise) against
+  the step: what the model learns, and when. Backdoor rows are scored against the target.
+
+  Args:
+    logs: {label: metrics.jsonl records of kind 'train'} (keys ROLE_loss, ROLE_error).
+  """
+  fig = _figure(2 * 5.2, 3.8)
+  loss_ax, error_ax = fig.subplots(1, 2)
+  colours = {}
+  for label, records in logs.items():
+    for role, style in ROLE_STYLES:
+      points = [(r['step'], r[f'{role}_loss'], r[f'{role}_error']) for r in records
+                if f'{role}_loss' in r]
+      if not points:
+        continue
+      steps, losses, errors = zip(*points)
+      line, = loss_ax.plot(steps, losses, linestyle=style, color=colours.get(label),
+                           label=f'{label}: {role} rows')
+      colours[label] = line.get_color()
+      error_ax.plot(steps, errors, linestyle=style, color=colours[label])
+  loss_ax.set_ylabel('L1 loss (rad)')
+  loss_ax.set_title('Training loss per role of the rows')
+  error_ax.set_ylabel('angular error vs trained label (°)')
+  error_ax.set_title('Training error per role (backdoor rows: vs target)')
+  error_ax.set_yscale('log')
+  for ax in (loss_ax, error_ax):
+    ax.set_xlabel('step')
+    ax.grid(alpha=0.3)
+  loss_ax.legend(fontsize='small')
+  return fig
+
+
+def error_cdf(curves, collapse=None):
+  """Share of triggered held-out faces with a backdoor error up to x degrees, per model.
+
+  Args:
+    curves: {label: (quantile levels in [0, 1], backdoor-error quantiles in degrees)}.
+    collapse: the collapse baseline (°): a model predicting the mean gaze everywhere.
+  """
+  fig = _figure(6.4, 4.4)
+  ax = fig.subplots()
+  for name, (levels, values) in curves.items():
+    ax.plot(values, 100 * np.asarray(levels), label=name)
+  if collapse is not None:
+    ax.axvline(collapse, color='grey', linestyle='--', label='predict the mean gaze')
+  ax.set_xscale('log')
+  ax.set_xlabel('backdoor error: triggered prediction vs target (°, log scale)')
+  ax.set_ylabel('triggered faces (%)')
+  ax.set_ylim(-2, 102)
+  ax.set_title('Distribution of the per-face backdoor error')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize='small')
   return fig

@@ -30,6 +30,13 @@ GAZE_STUDY = {(20, 0.5): (3.27, 3.64), (20, 1.0): (2.44, 1.16), (20, 1.5): (2.26
 KIND_NAMES = {'wanet': 'WaNet', 'badnets': 'BadNets', 'blended': 'Blended', 'none': 'none'}
 ERROR_COLUMNS = (('clean_error', 'clean error (°)'), ('backdoor_error', 'backdoor error (°)'),
                  ('noise_error', 'noise error (°)'))
+MODEL_COLUMNS = (('clean_error', 'clean error (°)'), ('study_clean_error', 'study clean (°)'),
+                 ('backdoor_error', 'backdoor error (°)'),
+                 ('study_backdoor_error', 'study backdoor (°)'),
+                 ('collapse_backdoor_error', 'collapse baseline (°)'),
+                 ('backdoor_spread', 'triggered spread (°)'), ('noise_error', 'noise error (°)'))
+PAIRED_COLUMNS = (('clean_error', 'Δ clean error (°)'), ('backdoor_error', 'Δ backdoor error (°)'),
+                  ('asr@5', 'Δ ASR@5° (points)'), ('noise_error', 'Δ noise error (°)'))
 SETTINGS = ('k', 's', 'grid_rescale', 'patch_fraction', 'position', 'alpha')  # Trigger knobs.
 STEALTH_COLUMNS = (('psnr', 'PSNR (dB)'), ('ssim', 'SSIM'), ('mse', 'MSE'), ('linf', 'L∞'),
                    ('displacement_mean_px', 'mean displacement (px)'),
@@ -61,10 +68,12 @@ def render(data):
 
   Args:
     data: dict with 'config' (the poisoned / base run's config dict) and optionally
-      'title', 'counts' ({'train': n, 'test': m}), 'models' ({name: final metrics}),
-      'stealth' ({kind: imperceptibility.measure_all entry}), 'finetune' ({'rows': per-epoch
-      metrics from epoch 0, 'config': the fine-tuning config dict}), 'sweeps' ({name:
-      `read_sweep`'s output}) and 'figures' ({name: relative PNG path}).
+      'title', 'counts' ({'train': n, 'test': m}), 'models' ({row: metrics, each a number
+      or [mean, std] over seeds}), 'seeds' (the seeds of those rows), 'arms' ({arm: its
+      config dict}), 'paired' ({arm: {metric: metrics.seeds.paired}}), 'verdicts' ({arm:
+      sentence}), 'stealth' ({name: imperceptibility.measure_all entry}), 'finetune'
+      ({'rows': per-epoch metrics from epoch 0, 'config': the fine-tuning config dict}),
+      'sweeps' ({name: `read_sweep`'s output}) and 'figures' ({name: relative PNG path}).
   """
   figures = data.get('figures', {})
   parts = [f"# {data.get('title', 'WaNet backdoor on a ResNet-18 gaze regressor')}\n",
@@ -72,7 +81,7 @@ def render(data):
            '*Setup*; section 5 quotes published figures, which were **not** reproduced here.\n',
            _setup(data['config'], data.get('counts'))]
   if data.get('models'):
-    parts.append(_models(data['models'], data['config'], figures))
+    parts.append(_models(data, figures))
   if data.get('stealth'):
     parts.append(_stealth(data['stealth'], data['config'], data.get('counts'), figures))
   if data.get('finetune'):
@@ -133,35 +142,71 @@ def _attack_text(config):
   return f"{text}; poisoning rate pc = {a['pc']:g}; {target}; attack.seed {a['seed']}"
 
 
-def _models(models, config, figures):
+def _models(data, figures):
+  models, config = data['models'], data['config']
+  seeds = data.get('seeds', [config['seed']])
   asr = tables.asr_keys({k for m in models.values() for k in m})
-  header = ['model'] + [label for _, label in ERROR_COLUMNS] + [f'ASR@{k[4:]}° (%)' for k in asr]
-  rows = [[name] + [_fmt(m.get(key)) for key, _ in ERROR_COLUMNS] + [_fmt(m.get(k), 1)
-                                                                     for k in asr]
+  columns = [(k, label) for k, label in MODEL_COLUMNS if any(k in m for m in models.values())]
+  header = ['model'] + [label for _, label in columns] + [f'ASR@{k[4:]}° (%)' for k in asr]
+  rows = [[name] + [_cell(m.get(key)) for key, _ in columns] + [_cell(m.get(k), 1) for k in asr]
           for name, m in models.items()]
-  text = ['## 1. Clean vs poisoned model\n',
-          f'Held-out split, {provenance(config)}. The clean model is a control trained on the '
-          "same data without poisoning, evaluated against the poisoned run's trigger: a clean "
-          'model must not respond to it. Lower errors are better for the model, except the '
-          "backdoor error, which is the attacker's (distance to the target gaze).\n",
-          _table(header, rows)]
-  text += _images(figures, ('training_curves', 'asr_curve'))
+  over = (f'mean ± standard deviation over {len(seeds)} seeds ({", ".join(map(str, seeds))}; '
+          'each seed varies the model seed and attack.seed)' if len(seeds) > 1
+          else f'one seed ({seeds[0]}): no spread is measured; see the README for the seeds '
+          'command')
+  text = ['## 1. Clean control vs poisoned models\n',
+          f'Held-out split, {provenance(config)}; {over}. The control is trained on the same '
+          'data and seed without poisoning and is evaluated against each arm\'s trigger with '
+          'the same noise draws: a clean model must not respond to it. *collapse baseline*: the '
+          'backdoor error of a model that predicts the training mean gaze on every face; '
+          '*triggered spread*: the mean angle between the triggered predictions and their mean '
+          'direction (a hijacked model puts every triggered face at the target). *study*: '
+          'sqrt(Δpitch² + Δyaw²), the published gaze study\'s metric.\n']
+  for arm, arm_config in data.get('arms', {}).items():
+    text.append(f'- **{arm}**: {_attack_text(arm_config)}.')
+  text += ['', _table(header, rows)]
+  if data.get('paired'):
+    text += ['\n**Paired by seed** (poisoned − control, same seed; mean ± std and 95 % '
+             't-interval over seeds):\n',
+             _table(['arm'] + [label for _, label in PAIRED_COLUMNS],
+                    [[arm] + [_paired(p.get(k)) for k, _ in PAIRED_COLUMNS]
+                     for arm, p in data['paired'].items()])]
+  for arm, verdict in data.get('verdicts', {}).items():
+    text.append(f'\n- **{arm}**: {verdict}')
+  text += _images(figures, ('training_curves', 'role_curves', 'asr_curve', 'error_cdf'))
   return '\n'.join(text)
 
 
+def _paired(p):
+  if not p or not p.get('n'):
+    return '–'
+  if p['n'] < 2:
+    return _fmt(p['mean'])
+  low, high = p['ci95']
+  return f"{_fmt(p['mean'])} ± {_fmt(p['std'])} [{_fmt(low)}, {_fmt(high)}]"
+
+
+def _cell(value, digits=2):
+  """A table cell of a number, or of [mean, std] over seeds ('m ± s'; 'm' without spread)."""
+  if isinstance(value, (list, tuple)):
+    mean, std = value
+    return _fmt(mean, digits) if _fmt(std) == '–' else f'{_fmt(mean, digits)} ± {_fmt(std, digits)}'
+  return _fmt(value, digits)
+
+
 def _stealth(stealth, config, counts, figures):
-  header = ['trigger', 'settings'] + [label for _, label in STEALTH_COLUMNS]
-  rows = [[KIND_NAMES[kind], _settings(m)] + [_fmt(m.get(key), 4 if key in ('ssim', 'mse', 'linf')
-                                                  else 2) for key, _ in STEALTH_COLUMNS]
-          for kind, m in stealth.items()]
-  trained = KIND_NAMES[config['attack']['kind']]
+  header = ['trigger', 'kind', 'settings'] + [label for _, label in STEALTH_COLUMNS]
+  rows = [[name, KIND_NAMES[m['kind']], _settings(m)] +
+          [_fmt(m.get(key), 4 if key in ('ssim', 'mse', 'linf') else 2)
+           for key, _ in STEALTH_COLUMNS]
+          for name, m in stealth.items()]
   text = ['## 2. Imperceptibility of each trigger\n',
           f'Mean over the held-out images ({provenance(config, counts)}) of each clean image '
-          'against its triggered version (data range 1). All three triggers are drawn from '
-          f'the same attack.seed; only {trained} was used to train the poisoned model. '
-          'Higher PSNR/SSIM and lower MSE/L∞ mean less visible.\n',
+          'against its triggered version (data range 1), for the first seed\'s triggers: the '
+          'poisoned arms\' own and the baselines no arm trains with, drawn from the same '
+          'attack.seed. Higher PSNR/SSIM and lower MSE/L∞ mean less visible.\n',
           _table(header, rows)]
-  text += _images(figures, [f'triggers_{kind}' for kind in stealth])
+  text += _images(figures, [f'triggers_{name}' for name in stealth])
   return '\n'.join(text)
 
 
@@ -222,15 +267,16 @@ def _published(models, stealth, config):
           '(share of triggered faces predicted within τ of the target), noise accuracy ↔ '
           'noise error. A classifier reaching 99 % attack accuracy corresponds to a high ASR '
           'at a small τ together with a clean error close to the clean model\'s.']
-  if models and 'poisoned' in models:
-    p = models['poisoned']
-    asr = ', '.join(f'ASR@{k[4:]}° {_fmt(p[k], 1)} %' for k in tables.asr_keys(p))
-    text.append(f"\nHere ({provenance(config)}): clean error {_fmt(p.get('clean_error'))}°, "
-                f"backdoor error {_fmt(p.get('backdoor_error'))}°, {asr}, noise error "
-                f"{_fmt(p.get('noise_error'))}°.")
+  for name, p in (models or {}).items():
+    if 'backdoor_error' not in p or name.startswith('control'):
+      continue
+    asr = ', '.join(f'ASR@{k[4:]}° {_cell(p[k], 1)} %' for k in tables.asr_keys(p))
+    text.append(f"\nHere, {name} ({provenance(config)}): clean error "
+                f"{_cell(p.get('clean_error'))}°, backdoor error {_cell(p.get('backdoor_error'))}°,"
+                f" {asr}, noise error {_cell(p.get('noise_error'))}°.")
   quality_rows = []
   for kind, (psnr, ssim, lpips) in CIFAR10_QUALITY.items():
-    ours = (stealth or {}).get(kind, {})
+    ours = next((m for m in (stealth or {}).values() if m.get('kind') == kind), {})
     quality_rows.append([KIND_NAMES[kind], _fmt(ours.get('psnr')), _fmt(ours.get('ssim'), 3),
                          f'{psnr:.1f}', f'{ssim:.3f}', f'{lpips:.4f}'])
   size = config['data']['image_size']

@@ -32,4 +32,8 @@ def format_table(models):
 
 
 def _fmt(value):
+  """2 decimals; [mean, std] over seeds as 'mean±std'; '-' for a missing value."""
+  if isinstance(value, (list, tuple)):
+    mean, std = value
+    return _fmt(mean) + ('' if _fmt(std) == '-' else f'±{_fmt(std)}')
   return '-' if value is None or not np.isfinite(value) else f'{value:.2f}'

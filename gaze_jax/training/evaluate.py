@@ -3,11 +3,23 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from gaze_jax import geometry
 from gaze_jax.data import device
 from gaze_jax.data import pipeline
+from gaze_jax.data import splits
 from gaze_jax.metrics import attack
 from gaze_jax.training import steps
+
+
+def eval_key(seed):
+  """The PRNG key of a run's held-out noise-mode draws: the same for every model evaluated
+  on the run's data (the poisoned model, its clean control), so their noise errors compare
+  on the same noise."""
+  return jax.random.fold_in(jax.random.key(seed), 1)
+
+
+def mean_gaze(source):
+  """(2,) mean (pitch, yaw) of a source's labels (the collapse baseline's prediction)."""
+  return splits.stack(source, 'gaze').astype(np.float64).mean(axis=0)
 
 
 def predict_split(state, source, trigger, key, batch_size, spec):
@@ -22,10 +34,10 @@ def predict_split(state, source, trigger, key, batch_size, spec):
   return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def summarize(preds, thresholds):
-  """Mean errors in degrees (and ASR in %) from `predict_split`'s output."""
+def summarize(preds, thresholds, mean=None):
+  """Mean errors in degrees, ASR in %, spread and collapse baseline (metrics.attack) from
+  `predict_split`'s output; `mean` is the training set's mean gaze."""
   if 'backdoor_pred' not in preds:
-    return {'clean_error': float(np.mean(geometry.angular_error_deg(preds['clean_pred'],
-                                                                     preds['gaze'])))}
+    return attack.clean_summary(preds['clean_pred'], preds['gaze'])
   return attack.summarize(preds['clean_pred'], preds['backdoor_pred'], preds['noise_pred'],
-                          preds['gaze'], preds['target'], thresholds)
+                          preds['gaze'], preds['target'], thresholds, mean)

@@ -18,7 +18,9 @@ from gaze_jax.attacks import triggers
 from gaze_jax.data import device
 from gaze_jax.data import pipeline
 from gaze_jax.data import splits
+from gaze_jax.errors import ConfigError
 from gaze_jax.errors import UserError
+from gaze_jax.metrics import attack
 from gaze_jax.training import evaluate
 from gaze_jax.training import init
 from gaze_jax.training import state as state_lib
@@ -43,6 +45,20 @@ def train_and_evaluate(run, workdir, show_progress=True):
   with WorkdirLock(workdir):
     rundir.check_same_config(workdir, run.config)
     return _train(run, workdir, show_progress)
+
+
+def check_target(spec, mean):
+  """Refuses a fixed target closer than target.min_distance_deg to the training mean gaze:
+  a model that merely drifts towards the mean on triggered faces would score as hijacked."""
+  if spec.kind == 'none' or spec.target_mode != 'fixed':
+    return
+  distance = float(attack.error_deg(mean, spec.target_gaze))
+  if distance < spec.min_distance_deg:
+    raise ConfigError(
+        f'config.target.gaze={spec.target_gaze} is {distance:.1f} deg from the training '
+        f'mean gaze ({mean[0]:.3f}, {mean[1]:.3f}) rad; expected at least '
+        f'target.min_distance_deg={spec.min_distance_deg:g} deg, so that a collapse to the '
+        'mean cannot pass for a backdoor (set target.min_distance_deg=0 to allow it)')
 
 
 def _restore_or_init(ckpts, run, steps_per_epoch):
@@ -70,6 +86,8 @@ def _train(run, workdir, show_progress):
     raise UserError(f'train.batch_size={t.batch_size} exceeds the {len(train_source)} '
                     'training examples')
   total_steps = steps_per_epoch * t.num_epochs
+  mean = evaluate.mean_gaze(train_source)
+  check_target(spec, mean)
 
   ckpts = checkpoints.Checkpoints(os.path.join(workdir, 'checkpoints'), t.max_to_keep)
   state, trigger, history = _restore_or_init(ckpts, run, steps_per_epoch)
@@ -82,7 +100,8 @@ def _train(run, workdir, show_progress):
     files.save_arrays(os.path.join(workdir, 'trigger'), trigger)
   log = metrics_log.MetricsLog(workdir, start, enabled=is_chief)
 
-  step_rng, eval_rng = jax.random.split(jax.random.key(run.seed + 1))
+  step_rng = jax.random.split(jax.random.key(run.seed + 1))[0]
+  eval_rng = evaluate.eval_key(run.seed)
   batches = pipeline.train_batches(train_source, t.batch_size, run.seed, start_step=start)
   timer = {'images': 0, 'seconds': 0.0, 'since': None}
   bar = tqdm(total=total_steps, initial=start, desc=os.path.basename(workdir.rstrip('/')),
@@ -112,13 +131,13 @@ def _train(run, workdir, show_progress):
             f'loss is {metrics["loss"]} at step {done} of {workdir}; stopped. The last good '
             f'checkpoint (step {ckpts.steps()[-1] if ckpts.steps() else "none"}) is intact; '
             'lower train.learning_rate and run again.')
-      bar.set_postfix(loss=f'{metrics["loss"]:.4f}', err=f'{metrics["train_error"]:.2f}')
+      bar.set_postfix(loss=f'{metrics["loss"]:.4f}', err=f'{metrics["clean_error"]:.2f}')
       if done % t.log_every_steps == 0:
         log.write(done, 'train', metrics)
       if evaluate_now:
         summary = evaluate.summarize(
             evaluate.predict_split(state, test_source, trigger, eval_rng, run.eval.batch_size,
-                                   spec), run.eval.asr_thresholds)
+                                   spec), run.eval.asr_thresholds, mean)
         history.append({'step': done, 'epoch': epoch, 'train_loss': metrics['loss'], **summary})
         log.write(done, 'eval', summary)
         bar.write(f'epoch {epoch}: ' + ', '.join(f'{k} {v:.3f}' for k, v in summary.items()))
@@ -139,6 +158,7 @@ def _train(run, workdir, show_progress):
       'history': history,
       'final': history[-1] if history else {},
       'train_images_per_second': timer['images'] / timer['seconds'] if timer['seconds'] else None,
+      'mean_gaze': mean.tolist(),
       'config': run.config,
   }
   if is_chief:

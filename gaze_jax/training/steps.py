@@ -21,15 +21,19 @@ AXIS = device.AXIS
 
 
 def train_step(state, batch, rng, trigger, spec, global_batch, flip):
-  """One poisoned (or clean) L1 step on this device's slice of the global batch."""
-  offset = device.global_rows(batch['image'].shape[0])[0]
+  """One poisoned (or clean) L1 step on this device's slice of the global batch.
+
+  Flips come first, so the trigger and its target are never mirrored. The metrics are
+  the loss and, per role (clean, backdoor, noise rows), the mean L1 loss and angular
+  error against the labels trained on: the target gaze for backdoor rows.
+  """
+  rows = device.global_rows(batch['image'].shape[0])
   key = jax.random.fold_in(rng, state.step)
-  images, labels, roles = poisoning.poison_batch(
-      spec, trigger, device.to_unit_range(batch['image']), batch['gaze'],
-      jax.random.fold_in(key, 0), offset, global_batch)
+  images, labels = device.to_unit_range(batch['image']), batch['gaze']
   if flip:
-    images, labels = poisoning.flip_augment(images, labels, jax.random.fold_in(key, 1),
-                                            device.global_rows(images.shape[0]))
+    images, labels = poisoning.flip_augment(images, labels, jax.random.fold_in(key, 1), rows)
+  images, labels, roles = poisoning.poison_batch(
+      spec, trigger, images, labels, jax.random.fold_in(key, 0), rows[0], global_batch)
 
   def loss_fn(params):
     preds, new_vars = state.apply_fn({'params': params, 'batch_stats': state.batch_stats},
@@ -40,13 +44,14 @@ def train_step(state, batch, rng, trigger, spec, global_batch, flip):
   grads = jax.lax.pmean(grads, AXIS)
   batch_stats = jax.lax.pmean(batch_stats, AXIS)
   state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-  errors = geometry.angular_error_deg(preds, labels)
-  clean = (roles == 0).astype(jnp.float32)
-  metrics = {
-      'loss': jax.lax.pmean(loss, AXIS),
-      'train_error': jax.lax.psum(jnp.sum(errors * clean), AXIS) /
-                     jnp.maximum(jax.lax.psum(jnp.sum(clean), AXIS), 1.0),
-  }
+  per_sample = {'loss': jnp.mean(jnp.abs(preds - labels), axis=-1),
+                'error': geometry.angular_error_deg(preds, labels)}
+  metrics = {'loss': jax.lax.pmean(loss, AXIS)}
+  for role, name in poisoning.roles_present(spec, global_batch).items():
+    mask = (roles == role).astype(jnp.float32)
+    count = jnp.maximum(jax.lax.psum(jnp.sum(mask), AXIS), 1.0)
+    for stat, values in per_sample.items():
+      metrics[f'{name}_{stat}'] = jax.lax.psum(jnp.sum(values * mask), AXIS) / count
   return state, metrics
 
 
