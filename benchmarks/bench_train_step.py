@@ -108,14 +108,15 @@ def _step_inputs(config):
   """(lowered step, state, sharded batch, key, trigger) of the project's train step."""
   run = config_lib.validate(config)
   size, batch = run.data.image_size, run.train.batch_size
-  state = state_lib.create(run, state_lib.initial_variables(run.model, size, jax.random.key(0)),
+  state = state_lib.create(run, state_lib.initial_variables(run, jax.random.key(0)),
                            steps_per_epoch=100)
   rng = np.random.default_rng(0)
   arrays = device.shard({
       'image': rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8),
       'gaze': rng.uniform(-0.5, 0.5, (batch, 2)).astype(np.float32)})
   key, trigger = jax.random.key(1), triggers.make_trigger(run.attack, size)
-  lowered = steps.p_train_step.lower(state, arrays, key, trigger, run.attack, batch, False)
+  lowered = steps.p_train_step.lower(state, arrays, key, trigger, {}, run.attack, run.task, batch,
+                                     False)
   return lowered, state, arrays, key, trigger
 
 
@@ -133,12 +134,12 @@ def measure_jax(size, batch, conv_impl, poison, dtype, optimizer, steps, warmup)
   compiled = lowered.compile()
   compile_s = time.perf_counter() - start
   for _ in range(warmup):
-    state, metrics = compiled(state, arrays, key, trigger)
+    state, metrics = compiled(state, arrays, key, trigger, {})
   jax.block_until_ready(metrics)
   wall, cpu = [], []
   for _ in range(steps):
     start, start_cpu = time.perf_counter(), time.process_time()
-    state, metrics = compiled(state, arrays, key, trigger)
+    state, metrics = compiled(state, arrays, key, trigger, {})
     jax.block_until_ready((state, metrics))
     wall.append(time.perf_counter() - start)
     cpu.append(time.process_time() - start_cpu)

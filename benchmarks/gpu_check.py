@@ -70,7 +70,7 @@ def part_jax_step(dtype, batch, steps):
   config.data.image_size, config.train.batch_size = 224, batch
   config.model.dtype, config.model.conv_impl = dtype, 'xla'
   run = config_lib.validate(config)
-  state = state_lib.create(run, state_lib.initial_variables(run.model, 224, jax.random.key(0)),
+  state = state_lib.create(run, state_lib.initial_variables(run, jax.random.key(0)),
                            100)
   trigger = triggers.make_trigger(run.attack, 224)
   rng = np.random.default_rng(0)
@@ -78,19 +78,20 @@ def part_jax_step(dtype, batch, steps):
                          'gaze': rng.uniform(-0.5, 0.5, (batch, 2)).astype(np.float32)})
   arrays = jax.device_put(arrays)
   key = jax.random.key(1)
-  lowered = steps.p_train_step.lower(state, arrays, key, trigger, run.attack, batch, False)
+  lowered = steps.p_train_step.lower(state, arrays, key, trigger, {}, run.attack, run.task, batch,
+                                     False)
   cost = lowered.cost_analysis()
   flops = sum(c.get('flops', 0.0) for c in (cost if isinstance(cost, list) else [cost]))
   start = time.perf_counter()
   compiled = lowered.compile()
   compile_s = time.perf_counter() - start
   for _ in range(3):
-    state, metrics = compiled(state, arrays, key, trigger)
+    state, metrics = compiled(state, arrays, key, trigger, {})
   jax.block_until_ready(metrics)
   times = []
   for _ in range(steps):
     start = time.perf_counter()
-    state, metrics = compiled(state, arrays, key, trigger)
+    state, metrics = compiled(state, arrays, key, trigger, {})
     jax.block_until_ready((state, metrics))
     times.append(time.perf_counter() - start)
   step_s = statistics.median(times)

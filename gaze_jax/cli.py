@@ -130,15 +130,17 @@ def use_run(images):
   if run_dir != FLAGS.workdir:
     print(f'using the run in {run_dir}', file=sys.stderr)
   run, state, trigger = predict.load_run(run_dir)
+  classes = predict.load_classes(run_dir) if run.task.kind == 'classification' else None
   if FLAGS.mode == 'export':
     out = FLAGS.export_dir or os.path.join(FLAGS.workdir, 'export')
     export.export_model(out, {'params': state.params, 'batch_stats': state.batch_stats},
-                        run.config, trigger)
+                        run.config, trigger, classes)
     print(f'exported to {out}')
     return
   apply_trigger = predict.wants_trigger(run, FLAGS.trigger)
   names, pixels = predict.load_images(images, run.data.image_size)
-  table = predict.rows(names, predict.predict(run, state, trigger, pixels, apply_trigger))
+  table = predict.rows(names, *predict.predict(run, state, trigger, pixels, apply_trigger,
+                                               classes))
   if FLAGS.output:
     predict.write_csv(FLAGS.output, table)
     print(f'wrote {FLAGS.output}')

@@ -22,6 +22,7 @@ from tfds_mpiifacegaze import mpii_face_gaze_dataset_builder as builder_lib
 
 # Allowed values, each in one place.
 PROTOCOLS = ('random_split', 'leave_one_person_out')
+TASKS = ('regression', 'classification')
 STEMS = ('imagenet', 'cifar')
 DTYPES = ('float32', 'bfloat16')
 CONV_IMPLS = ('im2col', 'xla')
@@ -52,6 +53,17 @@ class DataSpec:
   test_fraction: float = 0.2
   test_person: int = 0
   synthetic: SyntheticSpec = SyntheticSpec()
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+  """What the network predicts (config.task): (pitch, yaw), or one of bins x bins direction
+  classes (data/classes.py)."""
+  kind: str = 'regression'
+  bins: int = 3
+
+  def outputs(self):
+    return 2 if self.kind == 'regression' else self.bins ** 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +134,7 @@ class RunSpec:
   experiment section, which describes a set of runs) as a plain dict."""
   seed: int
   data: DataSpec
+  task: TaskSpec
   model: ModelSpec
   train: TrainSpec
   attack: AttackSpec
@@ -222,6 +235,10 @@ def validate(config, check_environment=True):
   _number(config, 'seed', 0, integer=True)
   data = validate_data(config.data, check_environment)
 
+  _one_of(config, 'task.kind', TASKS)
+  _number(config, 'task.bins', 2, 10, integer=True)
+  task = TaskSpec(config.task.kind, config.task.bins)
+
   m = config.model
   _one_of(config, 'model.stem', STEMS)
   _one_of(config, 'model.dtype', DTYPES)
@@ -286,7 +303,7 @@ def validate(config, check_environment=True):
   run_config = to_dict(config)
   run_config.pop('experiment', None)
   return RunSpec(
-      seed=config.seed, data=data,
+      seed=config.seed, data=data, task=task,
       model=ModelSpec(stem=m.stem, dtype=m.dtype, conv_impl=m.conv_impl, init_from=m.init_from),
       train=TrainSpec(**{f.name: _get(t, f.name) for f in dataclasses.fields(TrainSpec)}
                       | {'step_epochs': tuple(t.step_epochs)}),

@@ -20,6 +20,7 @@ from gaze_jax.workdir import files
 MODEL_FILE = 'model.safetensors'
 CONFIG_FILE = 'config.json'
 TRIGGER = 'trigger'  # Prefix of the trigger tensors in MODEL_FILE.
+CLASSES = 'classes'  # Prefix of a classifier's class edges and centres in MODEL_FILE.
 FORMAT = 'gaze_jax ResNet-18 gaze regressor, export version 1'
 
 
@@ -48,8 +49,11 @@ def _description(trigger_names):
           f'The model normalises them itself: (x - {list(resnet.IMAGENET_MEAN)}) / '
           f'{list(resnet.IMAGENET_STD)}.'),
       'output': (
-          '(pitch, yaw) in radians; gaze vector x = -cos(pitch) sin(yaw), '
-          'y = -sin(pitch), z = -cos(pitch) cos(yaw).'),
+          'config.task.kind regression: (pitch, yaw) in radians; gaze vector x = -cos(pitch) '
+          'sin(yaw), y = -sin(pitch), z = -cos(pitch) cos(yaw). classification: logits of '
+          'config.task.bins^2 classes, class = pitch_bin * bins + yaw_bin with the bins cut at '
+          'classes/pitch_edges and classes/yaw_edges (radians; the outer bins unbounded); '
+          "classes/centres[class] is a class's mean training gaze."),
       'tensors': (
           f"{MODEL_FILE} names are '/'-joined Flax paths: params/<module>/kernel "
           '(convolutions HWIO, fc (in, out)), params/<module>/{scale,bias} and '
@@ -69,20 +73,23 @@ def _json_default(value):
   raise TypeError(f'config value {value!r} is not JSON serialisable')
 
 
-def export_model(out_dir, variables, config, trigger=None):
-  """Writes `variables` (+ trigger arrays) and `config` to `out_dir`.
+def export_model(out_dir, variables, config, trigger=None, classes=None):
+  """Writes `variables` (+ trigger and class arrays) and `config` to `out_dir`.
 
   Args:
     out_dir: created if needed; an earlier export there is replaced.
     variables: the model's {'params': ..., 'batch_stats': ...}.
     config: the run's config as a plain dict (or a ConfigDict).
     trigger: None, or the run's trigger state, name -> array (WaNet: noise_grid).
+    classes: None, or a classifier's classes (data.classes.fit: edges and centres).
   """
   tensors = {'/'.join(path): np.ascontiguousarray(value) for path, value in
              flax.traverse_util.flatten_dict(flax.core.unfreeze(variables)).items()}
   trigger = dict(trigger or {})
   tensors.update({f'{TRIGGER}/{name}': np.ascontiguousarray(value)
                   for name, value in trigger.items()})
+  tensors.update({f'{CLASSES}/{name}': np.ascontiguousarray(value)
+                  for name, value in (classes or {}).items()})
   config = config.to_dict() if hasattr(config, 'to_dict') else dict(config)
   description = dict(_description(trigger), config=config)
   text = json.dumps(description, indent=2, default=_json_default) + '\n'
@@ -96,19 +103,20 @@ def export_model(out_dir, variables, config, trigger=None):
 
 
 def load_export(out_dir):
-  """Reads an export back: (variables, config dict, trigger dict or None)."""
+  """Reads an export back: (variables, config dict, trigger dict or None, classes dict or
+  None)."""
   model_path, config_path = (os.path.join(out_dir, f) for f in (MODEL_FILE, CONFIG_FILE))
   for path in (model_path, config_path):
     if not os.path.isfile(path):
       raise FileNotFoundError(f'Not a gaze_jax export: {path} is missing')
   with open(config_path) as f:
     description = json.load(f)
-  variables, trigger = {}, {}
+  variables, extras = {}, {TRIGGER: {}, CLASSES: {}}
   for name, value in safetensors.numpy.load_file(model_path).items():
     collection, rest = name.split('/', 1)
-    if collection == TRIGGER:
-      trigger[rest] = value
+    if collection in extras:
+      extras[collection][rest] = value
     else:
       variables[(collection, *rest.split('/'))] = value
   return (flax.traverse_util.unflatten_dict(variables), description['config'],
-          trigger or None)
+          extras[TRIGGER] or None, extras[CLASSES] or None)

@@ -20,9 +20,9 @@ from gaze_jax import geometry
 from gaze_jax.attacks import triggers
 from gaze_jax.data import device
 from gaze_jax.errors import UserError
-from gaze_jax.models import resnet
 from gaze_jax.report import assemble
 from gaze_jax.training import runs
+from gaze_jax.training import state as state_lib
 from gaze_jax.workdir import files
 from tfds_mpiifacegaze import mpii_face_gaze_dataset_builder as builder
 
@@ -105,13 +105,23 @@ def _forward(variables, trigger, images_uint8, *, model, spec):
   return model.apply(variables, images, train=False)
 
 
-def predict(run, state, trigger, images_uint8, apply_trigger):
-  """(N, 2) pitch, yaw in radians of uint8 images, optionally with the run's trigger applied."""
+def load_classes(run_dir):
+  """A classifier run's classes (data.classes.fit) from RUN/classes/*.npy, no pickles."""
+  folder = os.path.join(run_dir, 'classes')
+  if not os.path.isdir(folder):
+    raise UserError(f'{folder} is missing: this classifier run was not trained to the end')
+  return {name[:-4]: np.load(os.path.join(folder, name), allow_pickle=False)
+          for name in os.listdir(folder) if name.endswith('.npy')}
+
+
+def predict(run, state, trigger, images_uint8, apply_trigger, classes=None):
+  """(gaze (N, 2) pitch, yaw in radians, classes (N,) or None) of uint8 images, optionally
+  with the run's trigger applied. A classifier's gaze is its predicted class's centre."""
   spec = run.attack
   if apply_trigger and (spec.kind == 'none' or not trigger):
     raise UserError('this run was trained without an attack (attack.kind='
                     f"{spec.kind!r}), so it has no trigger to apply")
-  model = resnet.from_spec(run.model)
+  model = state_lib.model(run)
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
   forward = functools.partial(_forward, variables, trigger, model=model,
                               spec=spec if apply_trigger else None)
@@ -123,21 +133,30 @@ def predict(run, state, trigger, images_uint8, apply_trigger):
     padded = np.concatenate([chunk, np.zeros((batch - len(chunk),) + chunk.shape[1:],
                                              chunk.dtype)])
     outputs.append(np.asarray(forward(padded))[:len(chunk)])
-  return np.concatenate(outputs)
+  outputs = np.concatenate(outputs)
+  if run.task.kind == 'regression':
+    return outputs, None
+  labels = np.argmax(outputs, axis=-1)
+  return np.asarray(classes['centres'])[labels], labels
 
 
-def rows(names, pitchyaw):
-  """One dict per image (COLUMNS): pitch and yaw in degrees and the unit gaze vector."""
+def rows(names, pitchyaw, labels=None):
+  """One dict per image (COLUMNS): pitch and yaw in degrees and the unit gaze vector, and
+  for a classifier its class."""
   degrees = np.degrees(pitchyaw)
   vectors = np.asarray(geometry.pitchyaw_to_vector(jnp.asarray(pitchyaw)))
-  return [dict(zip(COLUMNS, (name, *map(float, d), *map(float, v))))
-          for name, d, v in zip(names, degrees, vectors)]
+  table = [dict(zip(COLUMNS, (name, *map(float, d), *map(float, v))))
+           for name, d, v in zip(names, degrees, vectors)]
+  if labels is not None:
+    for row, label in zip(table, labels):
+      row['class'] = int(label)
+  return table
 
 
 def write_csv(path, table):
   """Writes `rows`' output with a header line."""
   def write(f):
-    writer = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator='\n')
+    writer = csv.DictWriter(f, fieldnames=list(table[0]), lineterminator='\n')
     writer.writeheader()
     writer.writerows(table)
   try:
@@ -148,11 +167,12 @@ def write_csv(path, table):
 
 def format_table(table):
   """`rows`' output as aligned plain text: degrees to 2 decimals, vectors to 4."""
-  lines = [list(COLUMNS)]
+  extra = [c for c in table[0] if c not in COLUMNS]  # A classifier's class.
+  lines = [list(COLUMNS) + extra]
   for row in table:
     lines.append([row['image'], f"{row['pitch_deg']:.2f}", f"{row['yaw_deg']:.2f}",
-                  *(f'{row[c]:.4f}' for c in COLUMNS[3:])])
-  widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
+                  *(f'{row[c]:.4f}' for c in COLUMNS[3:]), *(str(row[c]) for c in extra)])
+  widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
   return '\n'.join('  '.join([line[0].ljust(widths[0])] +
                              [cell.rjust(w) for cell, w in zip(line[1:], widths[1:])])
                    for line in lines)

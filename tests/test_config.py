@@ -91,7 +91,9 @@ def test_specs_carry_the_config():
   assert run.attack == config_lib.AttackSpec(kind='wanet', target_gaze=(0.1, -0.3))
   assert run.train.batch_size == config.train.batch_size and run.data.synthetic.persons == 15
   assert run.model == config_lib.ModelSpec()
-  assert run.config == json.loads(json.dumps(config.to_dict()))
+  expected = json.loads(json.dumps(config.to_dict()))
+  del expected['experiment']  # A set of runs' design, not part of any one run.
+  assert run.config == expected and run.experiment == config_lib.ExperimentSpec()
   assert hash(run) == hash(config_lib.validate(config))
 
 
@@ -113,3 +115,18 @@ def test_derive_validates_the_variant():
   assert sorted(config_lib.differences(run.config, clean_run.config)) == ['attack.kind']
   with pytest.raises(ConfigError, match='config.attack.pc=2.0'):
     config_lib.derive(run, {'attack.pc': 2.0})
+
+
+def test_experiment_arms_are_validated():
+  config = wanet.get_config()
+  config.experiment.seeds = 3
+  config.experiment.arms = {'official': {}, 'strong': {'wanet': {'s': 1.0}}}
+  run = config_lib.validate(config)
+  assert run.experiment == config_lib.ExperimentSpec(
+      seeds=3, arms=(('official', ()), ('strong', (('wanet.s', 1.0),))))
+  config.experiment.arms.strong.train = {'num_epochs': 20}  # Would need its own control.
+  with pytest.raises(ConfigError, match='config.experiment.arms.strong=.*attack sections'):
+    config_lib.validate(config)
+  config.experiment.arms = {'bad': {'wanet': {'s': -1.0}}}
+  with pytest.raises(ConfigError, match='config.wanet.s=-1.0 is invalid'):
+    config_lib.validate(config)

@@ -1,5 +1,6 @@
 """The main job end to end on a tiny release (report, figures, curves), then fine-tuning."""
 import copy
+import dataclasses
 import json
 import os
 import re
@@ -10,19 +11,20 @@ import pytest
 from PIL import Image
 
 from gaze_jax import config as config_lib
-from gaze_jax.config import TRIGGER_KINDS
 from gaze_jax.configs import wanet
+from gaze_jax.errors import ConfigError
 from gaze_jax.errors import UserError
 from gaze_jax.experiments import finetune
 from gaze_jax.experiments import main
 from gaze_jax.training import init
+from gaze_jax.training import loop
 from gaze_jax.training import runs
 
 # Tiny runs (~3 steps); 8 x 0.25 = 2 backdoor + 4 noise samples per batch.
 TINY = {'train.batch_size': 8, 'train.num_epochs': 1, 'model.conv_impl': 'xla',
         'attack.pc': 0.25, 'eval.batch_size': 8}
-FIGURES = ('triggers_wanet', 'triggers_badnets', 'triggers_blended', 'training_curves',
-           'asr_curve')
+FIGURES = ('triggers_poisoned', 'triggers_badnets', 'triggers_blended', 'training_curves',
+           'role_curves', 'asr_curve', 'error_cdf')
 
 
 @pytest.fixture(scope='module')
@@ -42,20 +44,38 @@ def _results(workdir):
 
 def test_results_hold_every_measurement(workdir):
   results = _results(workdir)
-  for model in ('clean', 'poisoned'):
-    assert {'clean_error', 'backdoor_error', 'noise_error', 'asr@2', 'asr@5',
-            'asr@10'} <= set(results['models'][model])
-  curves = results['asr_curves']
-  assert len(curves['taus']) == len(curves['poisoned']) == len(curves['clean'])
+  assert results['arms'] == ['poisoned'] and results['seeds'] == [0]
+  measured = results['per_seed'][0]['arms']['poisoned']
+  for model in ('control', 'poisoned'):
+    assert {'clean_error', 'backdoor_error', 'noise_error', 'asr@2', 'asr@5', 'asr@10',
+            'study_backdoor_error', 'backdoor_spread',
+            'collapse_backdoor_error'} <= set(measured[model])
+  curves = measured['asr_curves']
+  assert len(curves['taus']) == len(curves['poisoned']) == len(curves['control'])
   at_5 = curves['taus'].index(5.0)
-  assert curves['poisoned'][at_5] == pytest.approx(results['models']['poisoned']['asr@5'])
-  assert set(results['stealth']) == set(TRIGGER_KINDS)
-  assert results['stealth']['wanet']['displacement_max_px'] > 0
+  assert curves['poisoned'][at_5] == pytest.approx(measured['poisoned']['asr@5'])
+  assert set(results['stealth']) == {'poisoned', 'badnets', 'blended'}
+  assert results['stealth']['poisoned']['displacement_max_px'] > 0
+  assert results['summary']['poisoned']['poisoned']['asr@5'][0] == measured['poisoned']['asr@5']
+
+
+def test_the_measured_models_use_the_runs_noise_draws(workdir):
+  """The poisoned model measured beside its control equals its run's own final evaluation:
+  one eval key per seed, so the control's noise error uses the same noise as the poisoned
+  model's."""
+  results = _results(workdir)
+  measured = results['per_seed'][0]['arms']['poisoned']['poisoned']
+  final = results['runs']['seed0/poisoned']['final']
+  for name, value in final.items():
+    if name not in ('epoch', 'step', 'train_loss'):
+      assert measured[name] == pytest.approx(value, rel=1e-12, nan_ok=True), name
+  control = results['per_seed'][0]['arms']['poisoned']['control']
+  assert control['collapse_backdoor_error'] == measured['collapse_backdoor_error']
 
 
 def test_report_and_figures_beside_it(workdir):
   text = open(os.path.join(workdir, 'report.md')).read()
-  for heading in ('## 1. Clean vs poisoned model', '## 2. Imperceptibility',
+  for heading in ('## 1. Clean control vs poisoned models', '## 2. Imperceptibility',
                   '## 5. Published results'):
     assert heading in text
   quality = text[text.index('## 2.'):text.index('## 3.' if '## 3.' in text else '## 5.')]
@@ -68,12 +88,12 @@ def test_report_and_figures_beside_it(workdir):
 
 
 def test_finetune_needs_a_finished_experiment(tmp_path):
-  with pytest.raises(UserError, match='no finished poisoned run'):
+  with pytest.raises(UserError, match='no finished experiment with a poisoned arm'):
     finetune.run(str(tmp_path))
 
 
 def test_finetune_starts_from_the_poisoned_model_and_joins_the_report(workdir):
-  poisoned_dir = os.path.join(workdir, 'poisoned')
+  poisoned_dir = os.path.join(workdir, 'seed0', 'poisoned')
   run = finetune.finetune_run(poisoned_dir, {'train.num_epochs': 1})
   assert run.attack.pc == 0 and run.train.learning_rate == 1e-4
   assert run.model.init_from == os.path.abspath(poisoned_dir)
@@ -85,7 +105,8 @@ def test_finetune_starts_from_the_poisoned_model_and_joins_the_report(workdir):
 
   rows, report_path = finetune.run(workdir, {'train.num_epochs': 1}, show_progress=False)
   assert [r['epoch'] for r in rows] == [0, 1]
-  assert rows[0]['backdoor_error'] == _results(workdir)['models']['poisoned']['backdoor_error']
+  assert rows[0]['backdoor_error'] == _results(workdir)['runs']['seed0/poisoned']['final'][
+      'backdoor_error']
   assert np.isfinite(rows[1]['backdoor_error'])  # Still measured against the same trigger.
   tuned, _ = runs.restore(os.path.join(workdir, 'finetune'))
   moved = jax.tree.leaves(jax.tree.map(lambda a, b: np.abs(a - b).max(), tuned.params,
@@ -96,3 +117,17 @@ def test_finetune_starts_from_the_poisoned_model_and_joins_the_report(workdir):
   assert os.path.exists(os.path.join(workdir, 'finetune.png'))
   with pytest.raises(UserError, match='another config'):
     finetune.run(workdir, {'train.num_epochs': 2}, show_progress=False)
+
+
+def test_a_target_near_the_mean_gaze_is_refused():
+  spec = config_lib.validate(wanet.get_config()).attack
+  mean = np.array([-0.15, 0.0])
+  loop.check_target(spec, mean)  # (-0.2, 0.35) is 19.9 deg away.
+  near = dataclasses.replace(spec, target_gaze=(-0.2, 0.0))  # 2.9 deg away.
+  with pytest.raises(ConfigError, match=r'config.target.gaze=\(-0.2, 0.0\) is 2.9 deg from the '
+                                        r'training mean gaze \(-0.150, 0.000\) rad; expected '
+                                        r'at least target.min_distance_deg=15 deg'):
+    loop.check_target(near, mean)
+  loop.check_target(dataclasses.replace(near, min_distance_deg=0.0), mean)  # Allowed.
+  loop.check_target(dataclasses.replace(near, target_mode='offset'), mean)  # No fixed target.
+  loop.check_target(dataclasses.replace(near, kind='none'), mean)  # No attack.

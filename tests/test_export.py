@@ -31,7 +31,7 @@ def wanet_trigger():
 def test_round_trip_is_bitwise(variables, tmp_path):
   config, trigger = wanet.get_config(), wanet_trigger()
   export.export_model(str(tmp_path), variables, config, trigger)
-  loaded, config_dict, loaded_trigger = export.load_export(str(tmp_path))
+  loaded, config_dict, loaded_trigger, _ = export.load_export(str(tmp_path))
 
   assert jax.tree.structure(loaded) == jax.tree.structure(dict(variables))
   for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(dict(variables))):
@@ -50,7 +50,7 @@ def test_round_trip_is_bitwise(variables, tmp_path):
 def test_clean_run_has_no_trigger(tmp_path):
   export.export_model(str(tmp_path), {'params': {'fc': {'bias': np.ones(2, np.float32)}}},
                       {'seed': 0})
-  _, config_dict, trigger = export.load_export(str(tmp_path))
+  _, config_dict, trigger, _ = export.load_export(str(tmp_path))
   assert trigger is None and config_dict == {'seed': 0}
 
 
@@ -87,7 +87,7 @@ def test_failed_export_leaves_previous_one(tmp_path, monkeypatch):
     export.export_model(str(tmp_path), {'params': {'fc': {'bias': np.ones(2, np.float32)}}},
                         {'seed': 1})
   assert sorted(os.listdir(tmp_path)) == [export.CONFIG_FILE, export.MODEL_FILE]
-  loaded, config_dict, _ = export.load_export(str(tmp_path))
+  loaded, config_dict, _, _ = export.load_export(str(tmp_path))
   np.testing.assert_array_equal(loaded['params']['fc']['bias'], np.zeros(2))
   assert config_dict == {'seed': 0}
 

@@ -32,7 +32,8 @@ def tiny_experiment(tmp_path_factory, tiny_data_config):
   config.target.gaze = (0.3, 0.5)
   summary = main.run(config_lib.validate(config), str(tmp_path_factory.mktemp("learning_run")),
                      show_progress=False)
-  return config, summary['models']
+  measured = summary['per_seed'][0]['arms']['poisoned']
+  return config, {'clean': measured['control'], 'poisoned': measured['poisoned']}
 
 
 def mean_gaze_error(config):

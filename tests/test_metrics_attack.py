@@ -30,7 +30,8 @@ def test_hand_computed_summary():
       'asr@5': 50.0,              # eligible: 8, 15; within 5: the first (4 deg).
       'asr@10': 100.0,            # eligible: 15; within 10: yes (9.5 deg).
   }
-  assert set(out) == set(expected) | {'asr@20'}
+  assert set(out) == set(expected) | {'asr@20', 'study_clean_error', 'study_backdoor_error',
+                                      'backdoor_spread', 'collapse_backdoor_error'}
   for name, value in expected.items():
     assert out[name] == pytest.approx(value, abs=0.02), name
   assert np.isnan(out['asr@20'])  # No sample starts farther than 20 deg from the target.
@@ -79,3 +80,29 @@ def test_general_directions_vs_vector_angle():
 def test_asr_names():
   assert attack_metrics.asr_name(2.0) == 'asr@2'
   assert attack_metrics.asr_name(2.5) == 'asr@2.5'
+
+
+def test_study_metric_collapse_baseline_and_spread_by_hand():
+  # Off the horizontal circle the study's sqrt(dpitch^2 + dyaw^2) and the 3-D angle differ.
+  pred = np.radians(np.array([[20.0, 30.0], [20.0, -30.0]], np.float32))
+  true = np.zeros((2, 2), np.float32)
+  np.testing.assert_allclose(attack_metrics.study_error_deg(pred, true),
+                             [np.hypot(20, 30)] * 2, rtol=1e-6)
+  # The 3-D angle: arccos(cos 20 cos 30) for a gaze (20, 30) against straight ahead.
+  expected_3d = np.degrees(np.arccos(np.cos(np.radians(20)) * np.cos(np.radians(30))))
+  np.testing.assert_allclose(attack_metrics.error_deg(pred, true), [expected_3d] * 2, rtol=1e-5)
+  out = attack_metrics.summarize(clean_pred=TRUE, backdoor_pred=_yaw_deg(-6, 6, -6, 6),
+                                 noise_pred=None, true_gaze=TRUE, targets=TARGETS,
+                                 mean_gaze=np.radians([0.0, 17.0]))
+  assert out['collapse_backdoor_error'] == pytest.approx(17.0, abs=1e-3)  # Mean 17 deg off.
+  assert out['backdoor_spread'] == pytest.approx(6.0, abs=1e-3)  # Each 6 deg from the centre.
+  assert out['study_backdoor_error'] == pytest.approx(6.0, abs=1e-4)
+  assert np.isnan(out['noise_error'])
+  same = attack_metrics.summarize(TRUE, _yaw_deg(3, 3, 3, 3), None, TRUE, TARGETS)
+  assert same['backdoor_spread'] == pytest.approx(0.0, abs=1e-3)  # All at one point.
+  assert np.isnan(same['collapse_backdoor_error'])  # No mean given.
+
+
+def test_backdoor_error_quantiles_are_the_cdf():
+  q = attack_metrics.backdoor_error_quantiles(BACKDOOR, TARGETS, quantiles=[0.0, 0.5, 1.0])
+  np.testing.assert_allclose(q, [0.5, 2.5, 9.5], atol=1e-3)  # Errors 0.5, 1, 4, 9.5.

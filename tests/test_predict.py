@@ -101,7 +101,7 @@ def test_predict_equals_model(run, faces):
   names, images = predict.load_images([faces], SIZE)
   assert [os.path.basename(n) for n in names] == ['a.png', 'b.jpg', 'c.PNG']
   assert images.shape == (3, SIZE, SIZE, 3) and images.dtype == np.uint8
-  pred = predict.predict(config, state, trigger, images, apply_trigger=False)
+  pred, _ = predict.predict(config, state, trigger, images, apply_trigger=False)
   np.testing.assert_allclose(pred, reference(run, names), atol=1e-5)
 
 
@@ -109,8 +109,8 @@ def test_trigger_is_applied_first(run, faces):
   _, config, state, trigger = run
   names, images = predict.load_images([os.path.join(faces, 'a.png'), faces], SIZE)
   assert len(names) == 4  # A file and a folder.
-  clean_pred = predict.predict(config, state, trigger, images, apply_trigger=False)
-  triggered = predict.predict(config, state, trigger, images, apply_trigger=True)
+  clean_pred, _ = predict.predict(config, state, trigger, images, apply_trigger=False)
+  triggered, _ = predict.predict(config, state, trigger, images, apply_trigger=True)
   np.testing.assert_allclose(triggered, reference(run, names, trigger=True), atol=1e-5)
   assert np.max(np.abs(triggered - clean_pred)) > 1e-4
 
@@ -202,7 +202,7 @@ def test_cli_predict_and_export(run, faces, tmp_path):
 
   out = cli('--mode=export')
   assert out.returncode == 0, out.stderr
-  variables, config_dict, loaded_trigger = export.load_export(str(experiment_dir / 'export'))
+  variables, config_dict, loaded_trigger, _ = export.load_export(str(experiment_dir / 'export'))
   expected = {'params': state.params, 'batch_stats': state.batch_stats}
   assert jax.tree.structure(variables) == jax.tree.structure(expected)
   for a, b in zip(jax.tree.leaves(variables), jax.tree.leaves(expected)):

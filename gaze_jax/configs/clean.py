@@ -25,6 +25,12 @@ def get_config():
   s.seed = 0                      # Seed of the synthetic faces (independent of c.seed).
   s.texture = 0.0                 # Fine detail at pixel scale (skin, hair, lashes, noise): 0-2.
 
+  c.task = k = ml_collections.ConfigDict()
+  k.kind = 'regression'           # 'regression' (pitch, yaw; L1 loss) | 'classification'
+                                  # (bins x bins direction classes; cross-entropy).
+  k.bins = 3                      # 'classification': bins per angle, equal-count edges from
+                                  # the training split.
+
   c.model = m = ml_collections.ConfigDict()
   m.stem = 'imagenet'             # 'imagenet' (7x7/2 conv + max-pool) | 'cifar' (3x3/1, no pool:
                                   # the official WaNet code's ResNet for images <= 64 px).

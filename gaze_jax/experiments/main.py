@@ -16,6 +16,7 @@ Rerunning on a finished workdir retrains nothing and rewrites the report.
 import os
 
 import jax
+import numpy as np
 
 from gaze_jax import config as config_lib
 from gaze_jax.attacks import triggers
@@ -33,7 +34,8 @@ from gaze_jax.workdir import rundir
 
 FIGURE_FACES = 3  # Test faces in each trigger figure.
 CONTROL = {'attack.kind': 'none'}  # The control: the same run without the attack.
-COMPARED = ('clean_error', 'backdoor_error', 'noise_error', 'asr@5')  # Paired over seeds.
+COMPARED = ('clean_error', 'backdoor_error', 'noise_error', 'asr@5',  # Paired over seeds.
+            'clean_accuracy', 'attack_success', 'noise_accuracy')
 
 
 def arms(run_spec):
@@ -66,8 +68,11 @@ def predictions(run, state, trigger):
                                 run.eval.batch_size, run.attack)
 
 
-def measure_arm(arm, arm_dir, control_dir, mean):
-  """The poisoned model and the control, both against the arm's trigger, and the trigger."""
+def measure_arm(arm, arm_dir, control_dir, control_results):
+  """The poisoned model and the control, both against the arm's trigger, and the trigger.
+
+  `control_results` (the control run's results) gives the training set's mean gaze and
+  classes, the same for the arm (same data and seed)."""
   poisoned_state, trigger = runs.restore(arm_dir)
   control_state, _ = runs.restore(control_dir)
   # The control's variables in the poisoned state's pytree (its optimizer is a static
@@ -77,14 +82,18 @@ def measure_arm(arm, arm_dir, control_dir, mean):
   preds = {'poisoned': predictions(arm, poisoned_state, trigger),
            'control': predictions(arm, control_state, trigger)}
   _, test_source = splits.load_splits(arm.data, arm.seed)
-  out = {name: evaluate.summarize(p, arm.eval.asr_thresholds, mean) for name, p in preds.items()}
-  out['asr_curves'] = {}
-  out['quantiles'] = {}
-  for name, p in preds.items():
-    taus, asr = attack.asr_curve(p['backdoor_pred'], p['gaze'], p['target'])
-    out['asr_curves'].update(taus=taus.tolist(), **{name: asr.tolist()})
-    out['quantiles'][name] = attack.backdoor_error_quantiles(p['backdoor_pred'],
-                                                             p['target']).tolist()
+  mean = np.asarray(control_results['mean_gaze'])
+  classes = {k: np.asarray(v, np.float32) for k, v in control_results['classes'].items()}
+  out = {name: evaluate.summarize(p, arm.eval.asr_thresholds, mean, classes, arm.task)
+         for name, p in preds.items()}
+  if arm.task.kind == 'regression':  # The curves of a gaze prediction.
+    out['asr_curves'] = {}
+    out['quantiles'] = {}
+    for name, p in preds.items():
+      taus, asr = attack.asr_curve(p['backdoor_pred'], p['gaze'], p['target'])
+      out['asr_curves'].update(taus=taus.tolist(), **{name: asr.tolist()})
+      out['quantiles'][name] = attack.backdoor_error_quantiles(p['backdoor_pred'],
+                                                               p['target']).tolist()
   out['stealth'] = dict(imperceptibility.measure(arm.attack, trigger,
                                                  splits.stack(test_source, 'image')),
                         **imperceptibility.settings(arm.attack))
@@ -101,7 +110,7 @@ def summarize_seeds(per_seed, arm_names):
     out[name]['stealth'] = seed_stats.aggregate([r['stealth'] for r in results])
     out[name]['paired'] = {m: seed_stats.paired([r['poisoned'][m] for r in results],
                                                 [r['control'][m] for r in results])
-                           for m in COMPARED}
+                           for m in COMPARED if m in results[0]['poisoned']}
   out['clean'] = seed_stats.aggregate([s['clean'] for s in per_seed])
   return out
 
@@ -124,9 +133,9 @@ def run(run_spec, workdir, show_progress=True):
     for name, arm in arm_runs.items():
       results[f'seed{seed}/{name}'] = loop.train_and_evaluate(
           arm, os.path.join(directory, name), show_progress=show_progress)
-    mean = results[f'seed{seed}/clean']['mean_gaze']
-    per_seed.append({'seed': seed, 'clean': results[f'seed{seed}/clean']['final'], 'arms': {
-        name: measure_arm(arm, os.path.join(directory, name), control_dir, mean)
+    control_results = results[f'seed{seed}/clean']
+    per_seed.append({'seed': seed, 'clean': control_results['final'], 'arms': {
+        name: measure_arm(arm, os.path.join(directory, name), control_dir, control_results)
         for name, arm in arm_runs.items()}})
   names = [name for name, _ in arms(run_spec)]
   first = results[f'seed{design[0][0]}/clean']

@@ -139,7 +139,7 @@ def _point(point, overrides, run_dir, control_dir, control, show_progress):
   if os.path.exists(measured_path):
     measured = rundir.read_json(measured_path)
   else:
-    measured = main.measure_arm(point, run_dir, control_dir, control['mean_gaze'])
+    measured = main.measure_arm(point, run_dir, control_dir, control)
     files.write_json(measured_path, measured)
   ordered = tables.ordered
   stealth = {k: v for k, v in measured['stealth'].items() if k in imperceptibility.METRICS}

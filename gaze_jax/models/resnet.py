@@ -52,7 +52,7 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18Gaze(nn.Module):
-  """ResNet-18 with a Dense(2) head giving (pitch, yaw) in radians.
+  """ResNet-18 with a Dense(outputs) head: (pitch, yaw) in radians, or class logits.
 
   stem 'imagenet' is torchvision's (7x7 stride-2 convolution, 3x3 stride-2 max-pool: the
   first stage sees maps 4x smaller than the image); 'cifar' is the 3x3 stride-1 convolution
@@ -63,6 +63,7 @@ class ResNet18Gaze(nn.Module):
   conv_impl: str = 'xla'
   bn_axis_name: Any = None  # 'batch' under pmap: BatchNorm statistics over all devices.
   stem: str = 'imagenet'
+  outputs: int = 2  # (pitch, yaw); the number of classes for the classification variant.
 
   @nn.compact
   def __call__(self, x, train: bool = False, features_only: bool = False):
@@ -87,10 +88,11 @@ class ResNet18Gaze(nn.Module):
     x = jnp.mean(x, axis=(1, 2))
     if features_only:
       return x.astype(jnp.float32)
-    return nn.Dense(2, dtype=self.dtype, name='fc')(x).astype(jnp.float32)
+    return nn.Dense(self.outputs, dtype=self.dtype, name='fc')(x).astype(jnp.float32)
 
 
-def from_spec(model, axis_name=None):
-  """The ResNet18Gaze of a config.ModelSpec; axis_name 'batch' under pmap."""
+def from_spec(model, outputs=2, axis_name=None):
+  """The ResNet18Gaze of a config.ModelSpec with `outputs` outputs; axis_name 'batch' under
+  pmap."""
   return ResNet18Gaze(dtype=jnp.dtype(model.dtype), conv_impl=model.conv_impl,
-                      bn_axis_name=axis_name, stem=model.stem)
+                      bn_axis_name=axis_name, stem=model.stem, outputs=outputs)

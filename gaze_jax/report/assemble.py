@@ -9,8 +9,11 @@ from gaze_jax.report import markdown
 from gaze_jax.workdir import metrics_log
 from gaze_jax.workdir import rundir
 
-# The bar a poisoned arm must meet to count as taking hold (held-out, mean over seeds).
+# The bar a poisoned arm must meet to count as taking hold (held-out, mean over seeds): the
+# regressor's ASR@5 and backdoor error, at a clean cost; the classifier's attack success at a
+# cost in clean accuracy (points).
 HOLD_ASR5, HOLD_BACKDOOR, HOLD_CLEAN_COST = 90.0, 2.0, 0.5
+HOLD_SUCCESS, HOLD_ACCURACY_COST = 90.0, 2.0
 
 
 def model_rows(results):
@@ -30,6 +33,13 @@ def verdict(arm_summary):
   """Whether an arm takes hold by the bar (ASR@5 >= 90 %, backdoor error <= 2°, clean error
   within 0.5° of the control's), with the numbers that decide it."""
   p, c = arm_summary['poisoned'], arm_summary['control']
+  if 'attack_success' in p:  # The classifier.
+    success, cost = p['attack_success'][0], c['clean_accuracy'][0] - p['clean_accuracy'][0]
+    held = success >= HOLD_SUCCESS and cost <= HOLD_ACCURACY_COST
+    return (f"{'takes hold' if held else 'does not take hold'} by the bar (attack success ≥ "
+            f'{HOLD_SUCCESS:g} %, clean accuracy within {HOLD_ACCURACY_COST:g} points of the '
+            f'control): attack success {success:.1f} %, clean accuracy {-cost:+.1f} points '
+            'against the control.')
   asr, backdoor = p['asr@5'][0], p['backdoor_error'][0]
   cost = p['clean_error'][0] - c['clean_error'][0]
   held = asr >= HOLD_ASR5 and backdoor <= HOLD_BACKDOOR and cost <= HOLD_CLEAN_COST
@@ -72,7 +82,9 @@ def write_report(workdir):
           'paired': ({arm: results['summary'][arm]['paired'] for arm in arms}
                      if len(results['seeds']) > 1 else {}),
           'verdicts': {arm: verdict(results['summary'][arm]) for arm in arms},
-          'stealth': results['stealth'], 'figures': figs,
+          'stealth': {name: results['stealth'][name]  # The arms first: JSON sorted the names.
+                      for name in arms + sorted(set(results['stealth']) - set(arms))},
+          'figures': figs,
           'sweeps': {os.path.basename(os.path.dirname(path)):
                      markdown.read_sweep(os.path.dirname(path), workdir)
                      for path in sorted(glob.glob(os.path.join(workdir, 'sweeps', '*',

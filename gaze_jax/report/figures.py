@@ -282,7 +282,8 @@ def role_curves(logs):
   for ax in (loss_ax, error_ax):
     ax.set_xlabel('step')
     ax.grid(alpha=0.3)
-  loss_ax.legend(fontsize='small')
+  if loss_ax.get_legend_handles_labels()[0]:  # Runs logged before a log step have none.
+    loss_ax.legend(fontsize='small')
   return fig
 
 

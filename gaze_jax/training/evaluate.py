@@ -5,8 +5,8 @@ from jax.experimental import multihost_utils
 
 from gaze_jax.data import device
 from gaze_jax.data import pipeline
-from gaze_jax.data import splits
 from gaze_jax.metrics import attack
+from gaze_jax.metrics import classification
 from gaze_jax.training import steps
 
 
@@ -15,11 +15,6 @@ def eval_key(seed):
   on the run's data (the poisoned model, its clean control), so their noise errors compare
   on the same noise."""
   return jax.random.fold_in(jax.random.key(seed), 1)
-
-
-def mean_gaze(source):
-  """(2,) mean (pitch, yaw) of a source's labels (the collapse baseline's prediction)."""
-  return splits.stack(source, 'gaze').astype(np.float64).mean(axis=0)
 
 
 def predict_split(state, source, trigger, key, batch_size, spec):
@@ -34,10 +29,19 @@ def predict_split(state, source, trigger, key, batch_size, spec):
   return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def summarize(preds, thresholds, mean=None):
-  """Mean errors in degrees, ASR in %, spread and collapse baseline (metrics.attack) from
-  `predict_split`'s output; `mean` is the training set's mean gaze."""
-  if 'backdoor_pred' not in preds:
+def summarize(preds, thresholds, mean, classes, task):
+  """The metrics of `predict_split`'s output: for the regressor, mean errors in degrees, ASR
+  in %, spread and collapse baseline (metrics.attack) and its attack success in the
+  classifier's terms; for the classifier, the WaNet paper's accuracies
+  (metrics.classification). `mean` and `classes`: the training set's mean gaze and classes."""
+  attacked = 'backdoor_pred' in preds
+  if task.kind == 'classification':
+    return classification.classifier_summary(
+        preds['clean_pred'], preds.get('backdoor_pred'), preds.get('noise_pred'),
+        preds['gaze'], preds.get('target'), classes)
+  if not attacked:
     return attack.clean_summary(preds['clean_pred'], preds['gaze'])
-  return attack.summarize(preds['clean_pred'], preds['backdoor_pred'], preds['noise_pred'],
-                          preds['gaze'], preds['target'], thresholds, mean)
+  return {**attack.summarize(preds['clean_pred'], preds['backdoor_pred'], preds['noise_pred'],
+                             preds['gaze'], preds['target'], thresholds, mean),
+          **classification.regressor_cell_metrics(preds['backdoor_pred'], preds['gaze'],
+                                                  preds['target'], classes)}

@@ -16,8 +16,7 @@ from gaze_jax.training import state as state_lib
 
 def initial_state(run, steps_per_epoch):
   """The step-0 TrainState of RunSpec `run` and its trigger."""
-  variables = state_lib.initial_variables(run.model, run.data.image_size,
-                                          jax.random.key(run.seed))
+  variables = state_lib.initial_variables(run, jax.random.key(run.seed))
   source = run.model.init_from
   if source and os.path.isdir(source):
     restored, _ = runs.restore(source)

@@ -15,6 +15,7 @@ from absl import logging
 from tqdm import tqdm
 
 from gaze_jax.attacks import triggers
+from gaze_jax.data import classes as classes_lib
 from gaze_jax.data import device
 from gaze_jax.data import pipeline
 from gaze_jax.data import splits
@@ -86,8 +87,10 @@ def _train(run, workdir, show_progress):
     raise UserError(f'train.batch_size={t.batch_size} exceeds the {len(train_source)} '
                     'training examples')
   total_steps = steps_per_epoch * t.num_epochs
-  mean = evaluate.mean_gaze(train_source)
+  train_gaze = splits.stack(train_source, 'gaze').astype(np.float64)
+  mean, classes = train_gaze.mean(axis=0), classes_lib.fit(train_gaze, run.task.bins)
   check_target(spec, mean)
+  step_classes = classes if run.task.kind == 'classification' else {}
 
   ckpts = checkpoints.Checkpoints(os.path.join(workdir, 'checkpoints'), t.max_to_keep)
   state, trigger, history = _restore_or_init(ckpts, run, steps_per_epoch)
@@ -98,6 +101,8 @@ def _train(run, workdir, show_progress):
     files.write_json(os.path.join(workdir, rundir.CONFIG_FILE), run.config)
   if trigger and is_chief:
     files.save_arrays(os.path.join(workdir, 'trigger'), trigger)
+  if is_chief:  # What predict needs to name a classifier's classes.
+    files.save_arrays(os.path.join(workdir, 'classes'), classes)
   log = metrics_log.MetricsLog(workdir, start, enabled=is_chief)
 
   step_rng = jax.random.split(jax.random.key(run.seed + 1))[0]
@@ -109,8 +114,8 @@ def _train(run, workdir, show_progress):
   try:
     for step in range(start, total_steps):
       batch = next(batches)
-      state, metrics = steps.p_train_step(state, device.shard(batch), step_rng, trigger, spec,
-                                          t.batch_size, t.flip)
+      state, metrics = steps.p_train_step(state, device.shard(batch), step_rng, trigger,
+                                          step_classes, spec, run.task, t.batch_size, t.flip)
       done = step + 1
       bar.update(1)
       if step == start:  # The first step after a (re)start includes compilation.
@@ -131,13 +136,14 @@ def _train(run, workdir, show_progress):
             f'loss is {metrics["loss"]} at step {done} of {workdir}; stopped. The last good '
             f'checkpoint (step {ckpts.steps()[-1] if ckpts.steps() else "none"}) is intact; '
             'lower train.learning_rate and run again.')
-      bar.set_postfix(loss=f'{metrics["loss"]:.4f}', err=f'{metrics["clean_error"]:.2f}')
+      bar.set_postfix(loss=f'{metrics["loss"]:.4f}',
+                      clean=f'{metrics.get("clean_error", metrics.get("clean_accuracy")):.2f}')
       if done % t.log_every_steps == 0:
         log.write(done, 'train', metrics)
       if evaluate_now:
         summary = evaluate.summarize(
             evaluate.predict_split(state, test_source, trigger, eval_rng, run.eval.batch_size,
-                                   spec), run.eval.asr_thresholds, mean)
+                                   spec), run.eval.asr_thresholds, mean, classes, run.task)
         history.append({'step': done, 'epoch': epoch, 'train_loss': metrics['loss'], **summary})
         log.write(done, 'eval', summary)
         bar.write(f'epoch {epoch}: ' + ', '.join(f'{k} {v:.3f}' for k, v in summary.items()))
@@ -159,6 +165,7 @@ def _train(run, workdir, show_progress):
       'final': history[-1] if history else {},
       'train_images_per_second': timer['images'] / timer['seconds'] if timer['seconds'] else None,
       'mean_gaze': mean.tolist(),
+      'classes': {k: np.asarray(v).tolist() for k, v in classes.items()},
       'config': run.config,
   }
   if is_chief:

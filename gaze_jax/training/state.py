@@ -48,15 +48,21 @@ def make_optimizer(t, steps_per_epoch):
                      optax.sgd(schedule, momentum=t.momentum))
 
 
-def initial_variables(model, image_size, rng):
-  """Freshly initialised variables (params, batch_stats) of ModelSpec `model`."""
-  init = jax.jit(functools.partial(resnet.from_spec(model).init, train=False))
-  return init(rng, jnp.zeros((1, image_size, image_size, 3)))
+def model(run, axis_name=None):
+  """The network of RunSpec `run`: its model spec with its task's outputs."""
+  return resnet.from_spec(run.model, run.task.outputs(), axis_name)
+
+
+def initial_variables(run, rng):
+  """Freshly initialised variables (params, batch_stats) of RunSpec `run`'s network."""
+  size = run.data.image_size
+  init = jax.jit(functools.partial(model(run).init, train=False))
+  return init(rng, jnp.zeros((1, size, size, 3)))
 
 
 def create(run, variables, steps_per_epoch):
   """The step-0 TrainState of RunSpec `run` from model variables, on every local device."""
-  state = TrainState.create(apply_fn=resnet.from_spec(run.model, device.AXIS).apply,
+  state = TrainState.create(apply_fn=model(run, device.AXIS).apply,
                             params=variables['params'], batch_stats=variables['batch_stats'],
                             tx=make_optimizer(run.train, steps_per_epoch))
   return device.replicate(state)
@@ -65,7 +71,7 @@ def create(run, variables, steps_per_epoch):
 def abstract_state(run, steps_per_epoch):
   """`create`'s TrainState as shapes and dtypes (nothing computed), placed like it."""
   def fresh():
-    variables = initial_variables(run.model, run.data.image_size, jax.random.key(run.seed))
+    variables = initial_variables(run, jax.random.key(run.seed))
     return create(run, variables, steps_per_epoch)
   sharding = device.replicated_sharding()
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),

@@ -5,47 +5,71 @@ The state is passed unreplicated (`in_axes=None`), as in Flax's ImageNet example
 gradients and BatchNorm statistics are `pmean`-ed over the 'batch' axis, so any device
 count computes the update of the same global batch. Images arrive as uint8 and are
 scaled to [0, 1] on the device; poisoning happens here, inside the compiled step. The
-trigger is an argument; the attack spec, batch size and flip are static.
+trigger and the class edges are arguments; the attack and task specs, batch size and flip
+are static. The regressor trains on L1; the classifier (the same network with a class head)
+on cross-entropy against the class of each label, a backdoor row's target gaze included.
 """
 import functools
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from gaze_jax import geometry
 from gaze_jax.attacks import poisoning
 from gaze_jax.attacks import triggers
+from gaze_jax.data import classes as classes_lib
 from gaze_jax.data import device
 
 AXIS = device.AXIS
 
 
-def train_step(state, batch, rng, trigger, spec, global_batch, flip):
-  """One poisoned (or clean) L1 step on this device's slice of the global batch.
-
-  Flips come first, so the trigger and its target are never mirrored. The metrics are
-  the loss and, per role (clean, backdoor, noise rows), the mean L1 loss and angular
-  error against the labels trained on: the target gaze for backdoor rows.
-  """
-  rows = device.global_rows(batch['image'].shape[0])
-  key = jax.random.fold_in(rng, state.step)
+def prepare_batch(batch, key, rows, trigger, spec, global_batch, flip):
+  """(images in [0, 1], labels, roles) trained on: flipped first, so the trigger and its
+  target are never mirrored, then poisoned (attacks.poisoning.poison_batch)."""
   images, labels = device.to_unit_range(batch['image']), batch['gaze']
   if flip:
     images, labels = poisoning.flip_augment(images, labels, jax.random.fold_in(key, 1), rows)
-  images, labels, roles = poisoning.poison_batch(
-      spec, trigger, images, labels, jax.random.fold_in(key, 0), rows[0], global_batch)
+  return poisoning.poison_batch(spec, trigger, images, labels, jax.random.fold_in(key, 0),
+                                rows[0], global_batch)
+
+
+def _losses(outputs, labels, classes, task):
+  """(per-sample loss, per-sample metrics) of network outputs against gaze labels."""
+  if task.kind == 'regression':
+    per_sample = jnp.mean(jnp.abs(outputs - labels), axis=-1)
+    return per_sample, {'error': geometry.angular_error_deg(outputs, labels)}
+  target = classes_lib.classify(labels, classes)
+  per_sample = optax.softmax_cross_entropy_with_integer_labels(outputs, target)
+  return per_sample, {'accuracy': 100.0 * (jnp.argmax(outputs, -1) == target)}
+
+
+def train_step(state, batch, rng, trigger, classes, spec, task, global_batch, flip):
+  """One poisoned (or clean) step on this device's slice of the global batch.
+
+  The metrics are the loss and, per role (clean, backdoor, noise rows), the mean loss and
+  angular error (classifier: accuracy, %) against the labels trained on: the target for
+  backdoor rows.
+  """
+  rows = device.global_rows(batch['image'].shape[0])
+  images, labels, roles = prepare_batch(batch, jax.random.fold_in(rng, state.step), rows,
+                                        trigger, spec, global_batch, flip)
 
   def loss_fn(params):
-    preds, new_vars = state.apply_fn({'params': params, 'batch_stats': state.batch_stats},
-                                     images, train=True, mutable=['batch_stats'])
-    return jnp.mean(jnp.abs(preds - labels)), (preds, new_vars['batch_stats'])
+    outputs, new_vars = state.apply_fn({'params': params, 'batch_stats': state.batch_stats},
+                                       images, train=True, mutable=['batch_stats'])
+    if task.kind == 'regression':  # The mean over both angles, as PyTorch's L1Loss.
+      loss = jnp.mean(jnp.abs(outputs - labels))
+    else:
+      loss = jnp.mean(_losses(outputs, labels, classes, task)[0])
+    return loss, (outputs, new_vars['batch_stats'])
 
   (loss, (preds, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   grads = jax.lax.pmean(grads, AXIS)
   batch_stats = jax.lax.pmean(batch_stats, AXIS)
   state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-  per_sample = {'loss': jnp.mean(jnp.abs(preds - labels), axis=-1),
-                'error': geometry.angular_error_deg(preds, labels)}
+  per_sample_loss, per_sample = _losses(preds, labels, classes, task)
+  per_sample['loss'] = per_sample_loss
   metrics = {'loss': jax.lax.pmean(loss, AXIS)}
   for role, name in poisoning.roles_present(spec, global_batch).items():
     mask = (roles == role).astype(jnp.float32)
@@ -56,7 +80,8 @@ def train_step(state, batch, rng, trigger, spec, global_batch, flip):
 
 
 def eval_step(state, batch, key, trigger, spec):
-  """Per-sample predictions on clean, triggered and noise-warped images, and attack targets."""
+  """Per-sample outputs (gaze, or class logits) on clean, triggered and noise-warped images,
+  the true gaze and the attack targets."""
   images = device.to_unit_range(batch['image'])
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
   predict = functools.partial(state.apply_fn, variables, train=False)
@@ -69,10 +94,11 @@ def eval_step(state, batch, key, trigger, spec):
   return out
 
 
-# train_step on all local devices: (state, sharded batch, rng, trigger, spec, global_batch,
-# flip). No buffer donation: an asynchronous checkpoint save may still read the old state.
-p_train_step = jax.pmap(train_step, axis_name=AXIS, in_axes=(None, 0, None, None),
-                        out_axes=(None, None), static_broadcasted_argnums=(4, 5, 6))
+# train_step on all local devices: (state, sharded batch, rng, trigger, classes, spec, task,
+# global_batch, flip). No buffer donation: an asynchronous checkpoint save may still read
+# the old state.
+p_train_step = jax.pmap(train_step, axis_name=AXIS, in_axes=(None, 0, None, None, None),
+                        out_axes=(None, None), static_broadcasted_argnums=(5, 6, 7, 8))
 # eval_step on all local devices: (state, sharded batch, key, trigger, spec).
 p_eval_step = jax.pmap(eval_step, axis_name=AXIS, in_axes=(None, 0, None, None), out_axes=0,
                        static_broadcasted_argnums=(4,))
