@@ -124,6 +124,8 @@ def run(run_spec, grid, workdir, name=None, show_progress=True):
                                     f'Sweep {name}: {markdown.provenance(run_spec.config)}'),
                os.path.join(workdir, 'sweep.png'))
   section['figure'] = 'sweep.png'
+  figures.save(figures.frontier(section['rows']), os.path.join(workdir, 'frontier.png'))
+  section['frontier'] = 'frontier.png'
   path = markdown.write(os.path.join(workdir, 'report.md'), {
       'title': f'Sweep {name}: WaNet backdoor on a ResNet-18 gaze regressor',
       'config': run_spec.config, 'counts': section['counts'], 'sweeps': {name: section}})
@@ -143,7 +145,8 @@ def _point(point, overrides, run_dir, control_dir, control, show_progress):
     files.write_json(measured_path, measured)
   ordered = tables.ordered
   stealth = {k: v for k, v in measured['stealth'].items() if k in imperceptibility.METRICS}
-  return {'point': point_name(overrides), **overrides, **ordered(measured['poisoned']),
+  return {'point': point_name(overrides), **overrides,
+          'trigger_kind': measured['stealth']['kind'], **ordered(measured['poisoned']),
           **{'control_' + k: v for k, v in ordered(measured['control']).items()},
           **ordered(stealth)}
 

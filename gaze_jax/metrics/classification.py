@@ -10,7 +10,8 @@ and backdoor errors in degrees, on the regressor's scale.
 
 Regressor against the same classes: `cell_asr` bins each triggered prediction into a class
 and counts it as a success if it lands in the target's class (the classifier's criterion
-exactly); `asr@cell` is the ASR at the angular radius of a disc with the target cell's area.
+exactly); `cell_radius_asr` is the ASR at the angular radius of a disc with the area of the
+target's cell.
 """
 import numpy as np
 
@@ -52,8 +53,9 @@ def classifier_summary(clean_logits, backdoor_logits, noise_logits, true_gaze, t
 
 
 def regressor_cell_metrics(backdoor_pred, true_gaze, targets, classes):
-  """The regressor's attack success in the classifier's terms: 'cell_asr' (%), 'asr@cell'
-  (%) and 'cell_radius' (degrees, mean over faces of their target cell's radius)."""
+  """The regressor's attack success in the classifier's terms: 'cell_asr' (%),
+  'cell_radius_asr' (%) and 'cell_radius' (degrees, the mean over faces of their target
+  cell's radius)."""
   true_class, target_class = _classify(true_gaze, classes), _classify(targets, classes)
   radius = np.array([classes_lib.cell_radius_deg(classes, c) for c in target_class])
   backdoor_err = attack.error_deg(backdoor_pred, targets)
@@ -61,6 +63,6 @@ def regressor_cell_metrics(backdoor_pred, true_gaze, targets, classes):
   return {
       'cell_asr': _rate(_classify(backdoor_pred, classes) == target_class,
                         true_class != target_class),
-      'asr@cell': _rate(backdoor_err <= radius, start_err > radius),
+      'cell_radius_asr': _rate(backdoor_err <= radius, start_err > radius),
       'cell_radius': float(np.mean(radius)),
   }

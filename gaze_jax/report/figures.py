@@ -179,9 +179,9 @@ def sweep_figure(rows, keys, title):
   for ax, (metric, label) in zip(axes, metrics):
     if x_key is None:
       names = [r.get('point') or ', '.join(str(r[k]) for k in keys) for r in rows]
-      ax.bar(names, [float(r[metric]) for r in rows], color='tab:blue')
+      ax.bar(names, [_number(r.get(metric)) for r in rows], color='tab:blue')
       if metric == 'backdoor_error' and 'control_backdoor_error' in rows[0]:
-        ax.scatter(names, [float(r['control_backdoor_error']) for r in rows], color='grey',
+        ax.scatter(names, [_number(r['control_backdoor_error']) for r in rows], color='grey',
                    marker='_', s=400, label='clean model vs trigger')
         ax.legend()
       ax.set_xlabel(', '.join(keys))
@@ -205,12 +205,18 @@ def _sweep_lines(ax, rows, keys, x_key, metric):
     members = sorted(members, key=lambda r: float(r[x_key]))
     xs = [float(r[x_key]) for r in members]
     name = ', '.join(f'{k} = {v}' for k, v in zip(others, group)) or 'poisoned model'
-    line, = ax.plot(xs, [float(r[metric]) for r in members], marker='o', label=name)
+    line, = ax.plot(xs, [_number(r.get(metric)) for r in members], marker='o', label=name)
     control = 'control_' + metric
     if metric == 'backdoor_error' and control in members[0]:
-      ax.plot(xs, [float(r[control]) for r in members], linestyle='--', color=line.get_color(),
+      ax.plot(xs, [_number(r[control]) for r in members], linestyle='--', color=line.get_color(),
               label=f'clean model ({name})' if others else 'clean model vs trigger')
   ax.legend(fontsize='small')
+
+
+def _number(value):
+  """A CSV cell as a float; NaN (not drawn) for an empty cell, as a classifier's row has for
+  the regressor's metrics."""
+  return float(value) if _is_number(value) else float('nan')
 
 
 def _is_number(value):
@@ -307,4 +313,38 @@ def error_cdf(curves, collapse=None):
   ax.set_title('Distribution of the per-face backdoor error')
   ax.grid(alpha=0.3)
   ax.legend(fontsize='small')
+  return fig
+
+
+def frontier(rows):
+  """Attack success against imperceptibility over a sweep's points, one line per trigger
+  kind: the regressor's ASR@5° and backdoor error (or the classifier's attack success)
+  against PSNR and SSIM, each point a trained model.
+
+  Args:
+    rows: sweep.csv rows with 'trigger_kind', 'psnr', 'ssim' and the metrics.
+  """
+  success = 'asr@5' if any(r.get('asr@5') not in (None, '') for r in rows) else 'attack_success'
+  panels = ((success, 'psnr', 'trigger PSNR (dB)'), (success, 'ssim', 'trigger SSIM'))
+  if success == 'asr@5':
+    panels += (('backdoor_error', 'psnr', 'trigger PSNR (dB)'),)
+  fig = _figure(len(panels) * 4.4, 3.9)
+  axes = fig.subplots(1, len(panels))
+  kinds = sorted({r['trigger_kind'] for r in rows})
+  for ax, (metric, quality, label) in zip(axes, panels):
+    for kind in kinds:
+      points = sorted((float(r[quality]), float(r[metric]), r['point']) for r in rows
+                      if r['trigger_kind'] == kind and _is_number(r.get(metric)))
+      if not points:
+        continue
+      xs, ys, names = zip(*points)
+      ax.plot(xs, ys, marker='o', label=KIND_NAMES.get(kind, kind))
+      for x, y, name in zip(xs, ys, names):
+        ax.annotate(name, (x, y), fontsize='x-small', xytext=(3, 3), textcoords='offset points')
+    ax.set_xlabel(f'{label} (right: less visible)')
+    ax.set_ylabel({'asr@5': 'ASR at 5° (%)', 'attack_success': 'attack success (%)',
+                   'backdoor_error': 'backdoor error (°)'}[metric])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize='small')
+  fig.suptitle('Attack success against imperceptibility, each point a trained model')
   return fig
