@@ -15,8 +15,7 @@ from gaze_jax.data import splits
 from gaze_jax.experiments import main
 
 
-@pytest.fixture(scope='module')
-def tiny_experiment(tmp_path_factory, tiny_data_config):
+def tiny_config(tmp_path_factory, tiny_data_config):
   config = wanet.get_config()
   config.data = copy.deepcopy(tiny_data_config)
   config.data.root = str(tmp_path_factory.mktemp('learning_data'))
@@ -30,10 +29,19 @@ def tiny_experiment(tmp_path_factory, tiny_data_config):
   # A target far from every true gaze: the control's backdoor error is then large, so a
   # learnt backdoor stands out from a model that just predicts gaze near the mean.
   config.target.gaze = (0.3, 0.5)
-  summary = main.run(config_lib.validate(config), str(tmp_path_factory.mktemp("learning_run")),
-                     show_progress=False)
+  return config
+
+
+def run_models(config, workdir):
+  summary = main.run(config_lib.validate(config), str(workdir), show_progress=False)
   measured = summary['per_seed'][0]['arms']['poisoned']
-  return config, {'clean': measured['control'], 'poisoned': measured['poisoned']}
+  return {'clean': measured['control'], 'poisoned': measured['poisoned']}
+
+
+@pytest.fixture(scope='module')
+def tiny_experiment(tmp_path_factory, tiny_data_config):
+  config = tiny_config(tmp_path_factory, tiny_data_config)
+  return config, run_models(config, tmp_path_factory.mktemp('learning_run'))
 
 
 def mean_gaze_error(config):
@@ -57,3 +65,15 @@ def test_backdoor_takes_hold_and_clean_error_stays_close(tiny_experiment):
   # the trigger pulls predictions well towards the target while clean error holds.
   assert poisoned['backdoor_error'] < 0.75 * clean['backdoor_error']
   assert poisoned['clean_error'] < clean['clean_error'] + 5.0
+
+
+def test_poisoned_classifier_is_hijacked_and_its_control_is_not(tmp_path_factory,
+                                                                 tiny_data_config):
+  """The same faces, trigger and budget as the regressor above, as 3 x 3 direction classes."""
+  config = tiny_config(tmp_path_factory, tiny_data_config)
+  config.task.kind = 'classification'
+  models = run_models(config, tmp_path_factory.mktemp('classifier_run'))
+  clean, poisoned = models['clean'], models['poisoned']
+  # Measured here: attack success {a} vs {b} %, clean accuracy {c} vs {d} %.
+  assert poisoned['attack_success'] > clean['attack_success'] + 30
+  assert clean['clean_accuracy'] > 100 / 9 + 20  # Far above chance on 9 classes.

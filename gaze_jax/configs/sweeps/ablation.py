@@ -20,12 +20,12 @@ def get_sweep():
       {'attack.pc': 0.2},                       # Poisoning rate.
       {'data.synthetic.texture': 1.0},          # Fine texture on the faces.
       {'wanet.k': 8},                           # Control grid size.
-      {'wanet.k': 16},
       {'wanet.k': 28},
-      {'wanet.s': 1.5},
-      {'attack.pc': 0.3},
       {'data.image_size': 32},                  # Image size (and the stem's baseline).
       {'data.synthetic.samples_per_person': 400},  # ... in data: twice the faces.
-      {'train.num_epochs': 30},
       {'data.image_size': 32, 'model.stem': 'cifar'},
+      {'wanet.k': 16},
+      {'wanet.s': 1.5},
+      {'attack.pc': 0.3},
+      {'train.num_epochs': 30},
   ]
