@@ -9,12 +9,15 @@
   python run.py --mode=sweep --sweep gaze_jax/configs/sweeps/strength.py --workdir runs/sweep
 
 A mistake of the user's (a flag, a config field, a file) ends in one line `error: ...` and
-exit status 2; the config is validated here, once, before anything is written.
+exit status 2; the config is validated here, once, before anything is written. SIGINT
+(Ctrl-C) or SIGTERM during training stops at the next step with a checkpoint, one line on
+how to resume and the signal's exit status (130, 143).
 """
 import contextlib
 import difflib
 import importlib.util
 import os
+import signal
 import sys
 
 from absl import app
@@ -26,12 +29,13 @@ CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs')
 MODES = ('experiment', 'train', 'predict', 'export', 'finetune', 'sweep')
 
 
-def fail(message):
-  """Reports a user mistake as one line, without a traceback, and exits with status 2."""
+def fail(message, status=2, prefix='error: '):
+  """Reports a user mistake as one line, without a traceback, and exits with `status`."""
+  line = ' '.join(str(message).splitlines())  # A value given with a newline stays on it.
   sys.stderr.flush()
-  sys.stderr.write(f'error: {message}\n')  # One write: other threads' output can't split it.
+  sys.stderr.write(f'{prefix}{line}\n')  # One write: other threads' output can't split it.
   sys.stderr.flush()
-  sys.exit(2)
+  sys.exit(status)
 
 
 def _config_overrides(argv):
@@ -126,12 +130,17 @@ FLAGS = flags.FLAGS
 def use_run(images):
   """--mode=predict / export on the trained run in --workdir."""
   from gaze_jax import export, predict  # pylint: disable=g-import-not-at-top
+  from gaze_jax.workdir import files  # pylint: disable=g-import-not-at-top
+  out = FLAGS.export_dir or os.path.join(FLAGS.workdir, 'export')
+  if FLAGS.mode == 'export':  # Refused before the run is loaded.
+    files.check_writable(out, 'export directory')
+  elif FLAGS.output:
+    files.check_writable(FLAGS.output, 'output file')
   run_dir = predict.find_run_dir(FLAGS.workdir)
   if run_dir != FLAGS.workdir:
     print(f'using the run in {run_dir}', file=sys.stderr)
   run, state, trigger = predict.load_run(run_dir)
   if FLAGS.mode == 'export':
-    out = FLAGS.export_dir or os.path.join(FLAGS.workdir, 'export')
     export.export_model(out, {'params': state.params, 'batch_stats': state.batch_stats},
                         run.config, trigger)
     print(f'exported to {out}')
@@ -197,13 +206,22 @@ def _main(argv):
   from gaze_jax.models import lowering  # pylint: disable=g-import-not-at-top
   lowering.use_eigen_convolutions()  # Before JAX's first computation starts its backend.
   import jax  # pylint: disable=g-import-not-at-top
-  from gaze_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from gaze_jax.errors import UserError
+  from gaze_jax.training import stopping
+  from gaze_jax.workdir import background_errors
+  background_errors.divert()  # Orbax's threads' tracebacks of a failure we report in a line.
   if FLAGS.multihost:
     jax.distributed.initialize()
   try:
     dispatch(argv)
   except UserError as e:
     fail(e)
+  except stopping.Stopped as e:  # SIGINT or SIGTERM while training: checkpointed.
+    fail(e, e.exit_status, prefix='')
+  except KeyboardInterrupt:  # Ctrl-C outside training: what is written is whole (atomic).
+    fail('stopped by SIGINT outside the training loop (nothing half-written is kept); rerun '
+         'the same command to go on', 128 + signal.SIGINT, prefix='')
 
 
 def parse_flags(argv):

@@ -7,6 +7,7 @@ between sync points (log steps, checkpoints, evaluations), where they are fetche
 checked for NaN before anything is saved.
 """
 import os
+import socket
 import time
 
 import jax
@@ -22,6 +23,7 @@ from gaze_jax.errors import UserError
 from gaze_jax.training import evaluate
 from gaze_jax.training import init
 from gaze_jax.training import state as state_lib
+from gaze_jax.training import stopping
 from gaze_jax.training import steps
 from gaze_jax.workdir import checkpoints
 from gaze_jax.workdir import files
@@ -35,14 +37,38 @@ class TrainingDiverged(UserError):
 
 
 def train_and_evaluate(run, workdir, show_progress=True):
-  """Trains (or resumes) RunSpec `run` in `workdir` and returns its results dict."""
+  """Trains (or resumes) RunSpec `run` in `workdir` and returns its results dict.
+
+  What the config alone tells is checked before anything is written, and the data is made
+  (built once under data.root) before the workdir: a mistake found on the way leaves no
+  new workdir and no half-built dataset behind.
+  """
+  check_before_writing(run, workdir)
+  sources = splits.load_splits(run.data, run.seed)
+  _check_batch_fits(run.train.batch_size, len(sources[0]))
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:
     raise UserError(f'cannot create workdir {workdir}: {e}') from e
   with WorkdirLock(workdir):
     rundir.check_same_config(workdir, run.config)
-    return _train(run, workdir, show_progress)
+    return _train(run, workdir, sources, show_progress)
+
+
+def check_before_writing(run, workdir):
+  """Refuses what can be known to fail from `run` and the filesystem, before anything is
+  written: an unwritable workdir, a batch larger than the synthetic release's train split,
+  a test_fraction that empties a split."""
+  files.check_writable(workdir, 'workdir')
+  counts = splits.release_counts(run.data)
+  if counts is not None:
+    _check_batch_fits(run.train.batch_size, splits.train_size(run.data, counts))
+
+
+def _check_batch_fits(batch_size, train_examples):
+  if batch_size > train_examples:
+    raise UserError(f'train.batch_size={batch_size} exceeds the {train_examples} training '
+                    'examples')
 
 
 def _restore_or_init(ckpts, run, steps_per_epoch):
@@ -61,14 +87,11 @@ def _restore_or_init(ckpts, run, steps_per_epoch):
   return state, trigger, []
 
 
-def _train(run, workdir, show_progress):
+def _train(run, workdir, sources, show_progress):
   t, spec = run.train, run.attack
   is_chief = jax.process_index() == 0
-  train_source, test_source = splits.load_splits(run.data, run.seed)
+  train_source, test_source = sources
   steps_per_epoch = pipeline.steps_per_epoch(len(train_source), t.batch_size)
-  if steps_per_epoch == 0:
-    raise UserError(f'train.batch_size={t.batch_size} exceeds the {len(train_source)} '
-                    'training examples')
   total_steps = steps_per_epoch * t.num_epochs
 
   ckpts = checkpoints.Checkpoints(os.path.join(workdir, 'checkpoints'), t.max_to_keep)
@@ -88,43 +111,48 @@ def _train(run, workdir, show_progress):
   bar = tqdm(total=total_steps, initial=start, desc=os.path.basename(workdir.rstrip('/')),
              disable=not (show_progress and is_chief), dynamic_ncols=True)
   try:
-    for step in range(start, total_steps):
-      batch = next(batches)
-      state, metrics = steps.p_train_step(state, device.shard(batch), step_rng, trigger, spec,
-                                          t.batch_size, t.flip)
-      done = step + 1
-      bar.update(1)
-      if step == start:  # The first step after a (re)start includes compilation.
-        jax.block_until_ready(metrics)
-        timer['since'] = time.perf_counter()
-      else:
-        timer['images'] += t.batch_size
-      epoch_end = done % steps_per_epoch == 0
-      epoch = done // steps_per_epoch
-      evaluate_now = epoch_end and (epoch % t.eval_every_epochs == 0 or done == total_steps)
-      save_now = epoch_end or done % t.checkpoint_every_steps == 0
-      if not (evaluate_now or save_now or done % t.log_every_steps == 0):
-        continue
-      metrics = jax.tree.map(float, jax.device_get(metrics))  # A sync point.
-      timer['seconds'] += time.perf_counter() - timer['since']
-      if not np.isfinite(metrics['loss']):
-        raise TrainingDiverged(
-            f'loss is {metrics["loss"]} at step {done} of {workdir}; stopped. The last good '
-            f'checkpoint (step {ckpts.steps()[-1] if ckpts.steps() else "none"}) is intact; '
-            'lower train.learning_rate and run again.')
-      bar.set_postfix(loss=f'{metrics["loss"]:.4f}', err=f'{metrics["train_error"]:.2f}')
-      if done % t.log_every_steps == 0:
-        log.write(done, 'train', metrics)
-      if evaluate_now:
-        summary = evaluate.summarize(
-            evaluate.predict_split(state, test_source, trigger, eval_rng, run.eval.batch_size,
-                                   spec), run.eval.asr_thresholds)
-        history.append({'step': done, 'epoch': epoch, 'train_loss': metrics['loss'], **summary})
-        log.write(done, 'eval', summary)
-        bar.write(f'epoch {epoch}: ' + ', '.join(f'{k} {v:.3f}' for k, v in summary.items()))
-      if save_now:
-        ckpts.save(done, state, trigger, {'history': history, 'epoch': epoch})
-      timer['since'] = time.perf_counter()
+    with stopping.StopRequests() as requests:
+      for step in range(start, total_steps):
+        batch = next(batches)
+        state, metrics = steps.p_train_step(state, device.shard(batch), step_rng, trigger,
+                                            spec, t.batch_size, t.flip)
+        done = step + 1
+        bar.update(1)
+        if step == start:  # The first step after a (re)start includes compilation.
+          jax.block_until_ready(metrics)
+          timer['since'] = time.perf_counter()
+        else:
+          timer['images'] += t.batch_size
+        epoch_end = done % steps_per_epoch == 0
+        epoch = done // steps_per_epoch
+        evaluate_now = epoch_end and (epoch % t.eval_every_epochs == 0 or done == total_steps)
+        save_now = epoch_end or done % t.checkpoint_every_steps == 0
+        log_now = done % t.log_every_steps == 0
+        sync_point = evaluate_now or save_now or log_now
+        if sync_point:
+          metrics = _checked(metrics, done, workdir, ckpts)
+          timer['seconds'] += time.perf_counter() - timer['since']
+          bar.set_postfix(loss=f'{metrics["loss"]:.4f}', err=f'{metrics["train_error"]:.2f}')
+        if log_now:
+          log.write(done, 'train', metrics)
+        if evaluate_now:
+          summary = evaluate.summarize(
+              evaluate.predict_split(state, test_source, trigger, eval_rng, run.eval.batch_size,
+                                     spec), run.eval.asr_thresholds)
+          history.append({'step': done, 'epoch': epoch, 'train_loss': metrics['loss'],
+                          **summary})
+          log.write(done, 'eval', summary)
+          bar.write(f'epoch {epoch}: ' + ', '.join(f'{k} {v:.3f}' for k, v in summary.items()))
+        stop = requests.agreed(done, sync_point)  # After this step's work, signals included.
+        if stop and not sync_point:
+          _checked(metrics, done, workdir, ckpts)  # The stop's checkpoint is a good one.
+        if save_now or stop:
+          ckpts.save(done, state, trigger, {'history': history, 'epoch': epoch})
+        if stop:
+          ckpts.wait()
+          raise stopping.Stopped(stop, done, ckpts.directory)
+        if sync_point:
+          timer['since'] = time.perf_counter()
     ckpts.wait()
   finally:
     bar.close()
@@ -132,15 +160,41 @@ def _train(run, workdir, show_progress):
     ckpts.close()
 
   results = {
-      'workdir': os.path.abspath(workdir),
       'steps': total_steps,
       'train_examples': len(train_source),
       'test_examples': len(test_source),
       'history': history,
       'final': history[-1] if history else {},
-      'train_images_per_second': timer['images'] / timer['seconds'] if timer['seconds'] else None,
       'config': run.config,
   }
-  if is_chief:
+  if is_chief:  # The facts of this machine first: results.json marks the run finished.
+    files.write_json(os.path.join(workdir, rundir.RUN_INFO_FILE), _run_info(workdir, start,
+                                                                            timer))
     files.write_json(os.path.join(workdir, rundir.RESULTS_FILE), results)
   return results
+
+
+def _checked(metrics, done, workdir, ckpts):
+  """The step's metrics fetched from the device (a sync point); TrainingDiverged if the loss
+  is NaN or infinite, before anything is saved."""
+  metrics = jax.tree.map(float, jax.device_get(metrics))
+  if not np.isfinite(metrics['loss']):
+    raise TrainingDiverged(
+        f'loss is {metrics["loss"]} at step {done} of {workdir}; stopped. The last good '
+        f'checkpoint (step {ckpts.steps()[-1] if ckpts.steps() else "none"}) is intact; '
+        'lower train.learning_rate and run again.')
+  return metrics
+
+
+def _run_info(workdir, start, timer):
+  """Facts of the machine and the path, not of the computation: kept out of results.json,
+  which is bitwise the same wherever and however often the run was resumed."""
+  return {
+      'workdir': os.path.abspath(workdir),
+      'host': socket.gethostname(),
+      'devices': [f'{d.platform}:{d.device_kind}' for d in jax.devices()],
+      'processes': jax.process_count(),
+      'jax_version': jax.__version__,
+      'started_at_step': start,  # Of the last (re)start, which the throughput measures.
+      'train_images_per_second': timer['images'] / timer['seconds'] if timer['seconds'] else None,
+  }
