@@ -361,6 +361,19 @@ def test_full_disk_is_a_clear_error_and_keeps_the_previous_checkpoint(tmp_path, 
   assert {k: v for k, v in after.items() if k.startswith('3/')} == before
 
 
+def test_full_disk_before_the_first_checkpoint_is_a_clear_error_and_leaves_no_file(
+    tmp_path, flags, env):
+  """No file over 1 KB: config.json, the first file a new run writes, cannot be. (Nor can
+  XLA cache entries, whose warnings would fill the 1 KB of the stderr file: no cache.)"""
+  workdir = tmp_path / 'run'
+  no_cache = {k: v for k, v in env.items() if k != 'JAX_COMPILATION_CACHE_DIR'}
+  result = run(['--mode=train', f'--workdir={workdir}', *flags], no_cache, fsize=1 << 10)
+  assert error_line(result) == (
+      f'error: writing in {workdir} failed: [Errno 27] File too large; the files already there '
+      'are intact. Free disk space or fix permissions, then run again to resume.')
+  assert not [p for p in workdir.rglob('*') if p.is_file()]  # No temporary, no lock.
+
+
 # 6. Bad flags and configs (with 4's unwritable workdir).
 
 def unwritable_workdir(tmp_path):

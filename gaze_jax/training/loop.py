@@ -50,7 +50,7 @@ def train_and_evaluate(run, workdir, show_progress=True):
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:
     raise UserError(f'cannot create workdir {workdir}: {e}') from e
-  with WorkdirLock(workdir):
+  with WorkdirLock(workdir), files.write_errors(workdir):
     rundir.check_same_config(workdir, run.config)
     return _train(run, workdir, sources, show_progress)
 

@@ -2,6 +2,7 @@
 that writes a temporary file and renames it into place; and the check, before anything is
 written, that a path can be written at all."""
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -73,3 +74,21 @@ def check_writable(path, what):
   if not os.access(existing, os.W_OK | (os.X_OK if os.path.isdir(existing) else 0)):
     raise UserError(f'cannot create {what} {path}: no permission to write in {existing} '
                     '(or it is on a read-only filesystem)')
+
+
+# What a full disk, a quota, a file size limit, a read-only mount or missing permissions
+# raise: the user's to fix, not bugs.
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+@contextlib.contextmanager
+def write_errors(directory):
+  """Turns an OSError of DISK_ERRNOS while writing in `directory` into a UserError; files
+  written with write_atomic keep what they had."""
+  try:
+    yield
+  except OSError as e:
+    if e.errno not in DISK_ERRNOS:
+      raise
+    raise UserError(f'writing in {directory} failed: {e}; the files already there are intact. '
+                    'Free disk space or fix permissions, then run again to resume.') from e
