@@ -280,6 +280,17 @@ def test_a_signal_stops_at_a_step_with_its_checkpoint_and_a_rerun_resumes_bitwis
   assert json.loads((workdir / 'run_info.json').read_text())['workdir'] == str(workdir)
 
 
+def test_ctrl_c_outside_training_is_one_line_and_status_130(tmp_path, flags, env):
+  """SIGINT right after the data is ready, before the workdir is made."""
+  workdir = tmp_path / 'run'
+  stopped = run(['--mode=train', f'--workdir={workdir}', *flags], env,
+                at='gaze_jax.data.splits:load_splits:1:sigint_after')
+  assert stopped.returncode == 130 and stderr_lines(stopped) == [
+      'stopped by SIGINT outside the training loop (nothing half-written is kept); rerun the '
+      'same command to go on'], stopped
+  assert not workdir.exists()
+
+
 def test_dataset_build_killed_midway_starts_clean(tmp_path, tiny_data_config, tiny_release, env):
   root = tmp_path / 'data'
   args = ['--mode=train', f'--workdir={tmp_path / "run"}', '--config.model.conv_impl=xla',
@@ -466,6 +477,11 @@ def test_damaged_files_usage_and_unwritable_paths_are_one_line_and_write_nothing
       'unwritable data root': (
           [*train, '--workdir={new}/3', f'--config.data.root={tmp_path}/a_file/data'],
           'error: cannot write the synthetic release to .*/a_file/data/releases/.*'),
+      'unwritable output file': (
+          ['--mode=predict', f'--workdir={reference}', f'--images={tmp_path / "a_file"}',
+           f'--output={tmp_path}/a_file/gaze.csv'],
+          re.escape(f'error: cannot create output file {tmp_path}/a_file/gaze.csv: '
+                    f'{tmp_path}/a_file is not a folder')),
       'unwritable export directory': (
           ['--mode=export', f'--workdir={reference}', f'--export_dir={tmp_path}/a_file/out'],
           re.escape(f'error: cannot create export directory {tmp_path}/a_file/out: '
