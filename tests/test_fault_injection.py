@@ -257,8 +257,8 @@ def stop_line(workdir, signum):
 @pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM], ids=['SIGINT', 'SIGTERM'])
 def test_a_signal_stops_at_a_step_with_its_checkpoint_and_a_rerun_resumes_bitwise(
     tmp_path, reference, flags, env, signum):
-  """SIGINT as Ctrl-C sends it, once training runs; SIGTERM (a preemption) right after
-  step 5 is logged, a step that has no checkpoint of its own."""
+  """SIGINT as Ctrl-C sends it, once training runs; SIGTERM (a preemption) as step 5 is
+  dispatched, a step that has no checkpoint of its own."""
   workdir = tmp_path / 'run'
   args = ['--mode=train', f'--workdir={workdir}', *flags]
   if signum == signal.SIGINT:
@@ -266,8 +266,8 @@ def test_a_signal_stops_at_a_step_with_its_checkpoint_and_a_rerun_resumes_bitwis
     wait_for_log(stopped, workdir / 'metrics.jsonl', 1)
     stopped.process.send_signal(signum)
     stopped.wait()
-  else:  # MetricsLog.write's 6th call: steps 1, 2, 3, the evaluation at 3, steps 4 and 5.
-    stopped = run(args, env, at='gaze_jax.workdir.metrics_log:MetricsLog.write:6:sigterm_after')
+  else:
+    stopped = run(args, env, at='gaze_jax.training.steps:p_train_step:5:sigterm_after')
   lines = stderr_lines(stopped)
   assert stopped.returncode == 128 + signum and len(lines) == 1, stopped
   step = int(re.fullmatch(stop_line(workdir, signum), lines[0])[1])

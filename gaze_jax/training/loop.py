@@ -110,51 +110,54 @@ def _train(run, workdir, sources, show_progress):
   timer = {'images': 0, 'seconds': 0.0, 'since': None}
   bar = tqdm(total=total_steps, initial=start, desc=os.path.basename(workdir.rstrip('/')),
              disable=not (show_progress and is_chief), dynamic_ncols=True)
+  requests = stopping.StopRequests()
   try:
-    with stopping.StopRequests() as requests:
-      for step in range(start, total_steps):
-        batch = next(batches)
-        state, metrics = steps.p_train_step(state, device.shard(batch), step_rng, trigger,
-                                            spec, t.batch_size, t.flip)
-        done = step + 1
-        bar.update(1)
-        if step == start:  # The first step after a (re)start includes compilation.
-          jax.block_until_ready(metrics)
-          timer['since'] = time.perf_counter()
-        else:
-          timer['images'] += t.batch_size
-        epoch_end = done % steps_per_epoch == 0
-        epoch = done // steps_per_epoch
-        evaluate_now = epoch_end and (epoch % t.eval_every_epochs == 0 or done == total_steps)
-        save_now = epoch_end or done % t.checkpoint_every_steps == 0
-        log_now = done % t.log_every_steps == 0
-        sync_point = evaluate_now or save_now or log_now
-        if sync_point:
-          metrics = _checked(metrics, done, workdir, ckpts)
-          timer['seconds'] += time.perf_counter() - timer['since']
-          bar.set_postfix(loss=f'{metrics["loss"]:.4f}', err=f'{metrics["train_error"]:.2f}')
-        if log_now:
-          log.write(done, 'train', metrics)
-        if evaluate_now:
-          summary = evaluate.summarize(
-              evaluate.predict_split(state, test_source, trigger, eval_rng, run.eval.batch_size,
-                                     spec), run.eval.asr_thresholds)
-          history.append({'step': done, 'epoch': epoch, 'train_loss': metrics['loss'],
-                          **summary})
-          log.write(done, 'eval', summary)
-          bar.write(f'epoch {epoch}: ' + ', '.join(f'{k} {v:.3f}' for k, v in summary.items()))
-        stop = requests.agreed(done, sync_point)  # After this step's work, signals included.
-        if stop and not sync_point:
-          _checked(metrics, done, workdir, ckpts)  # The stop's checkpoint is a good one.
-        if save_now or stop:
-          ckpts.save(done, state, trigger, {'history': history, 'epoch': epoch})
-        if stop:
-          ckpts.wait()
-          raise stopping.Stopped(stop, done, ckpts.directory)
-        if sync_point:
-          timer['since'] = time.perf_counter()
+    requests.install()
+    for step in range(start, total_steps):
+      batch = next(batches)
+      state, metrics = steps.p_train_step(state, device.shard(batch), step_rng, trigger, spec,
+                                          t.batch_size, t.flip)
+      done = step + 1
+      bar.update(1)
+      if step == start:  # The first step after a (re)start includes compilation.
+        jax.block_until_ready(metrics)
+        timer['since'] = time.perf_counter()
+      else:
+        timer['images'] += t.batch_size
+      epoch_end = done % steps_per_epoch == 0
+      epoch = done // steps_per_epoch
+      evaluate_now = epoch_end and (epoch % t.eval_every_epochs == 0 or done == total_steps)
+      save_now = epoch_end or done % t.checkpoint_every_steps == 0
+      sync_point = evaluate_now or save_now or done % t.log_every_steps == 0
+      stop = requests.agreed(done, sync_point)  # SIGINT or SIGTERM: save and stop here.
+      if not (sync_point or stop):
+        continue
+      metrics = jax.tree.map(float, jax.device_get(metrics))  # A sync point.
+      timer['seconds'] += time.perf_counter() - timer['since']
+      if not np.isfinite(metrics['loss']):
+        raise TrainingDiverged(
+            f'loss is {metrics["loss"]} at step {done} of {workdir}; stopped. The last good '
+            f'checkpoint (step {ckpts.steps()[-1] if ckpts.steps() else "none"}) is intact; '
+            'lower train.learning_rate and run again.')
+      bar.set_postfix(loss=f'{metrics["loss"]:.4f}', err=f'{metrics["train_error"]:.2f}')
+      if done % t.log_every_steps == 0:
+        log.write(done, 'train', metrics)
+      if evaluate_now:
+        summary = evaluate.summarize(
+            evaluate.predict_split(state, test_source, trigger, eval_rng, run.eval.batch_size,
+                                   spec), run.eval.asr_thresholds)
+        history.append({'step': done, 'epoch': epoch, 'train_loss': metrics['loss'], **summary})
+        log.write(done, 'eval', summary)
+        bar.write(f'epoch {epoch}: ' + ', '.join(f'{k} {v:.3f}' for k, v in summary.items()))
+      if save_now or stop:
+        ckpts.save(done, state, trigger, {'history': history, 'epoch': epoch})
+      if stop:
+        ckpts.wait()
+        raise stopping.Stopped(stop, done, ckpts.directory)
+      timer['since'] = time.perf_counter()
     ckpts.wait()
   finally:
+    requests.restore()
     bar.close()
     log.close()
     ckpts.close()
@@ -172,18 +175,6 @@ def _train(run, workdir, sources, show_progress):
                                                                             timer))
     files.write_json(os.path.join(workdir, rundir.RESULTS_FILE), results)
   return results
-
-
-def _checked(metrics, done, workdir, ckpts):
-  """The step's metrics fetched from the device (a sync point); TrainingDiverged if the loss
-  is NaN or infinite, before anything is saved."""
-  metrics = jax.tree.map(float, jax.device_get(metrics))
-  if not np.isfinite(metrics['loss']):
-    raise TrainingDiverged(
-        f'loss is {metrics["loss"]} at step {done} of {workdir}; stopped. The last good '
-        f'checkpoint (step {ckpts.steps()[-1] if ckpts.steps() else "none"}) is intact; '
-        'lower train.learning_rate and run again.')
-  return metrics
 
 
 def _run_info(workdir, start, timer):

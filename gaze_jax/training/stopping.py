@@ -39,22 +39,31 @@ class Stopped(Exception):
 
 
 class StopRequests:
-  """Within `with`: SIGINT and SIGTERM are requests to stop (`agreed`); handlers restored
-  after. Outside the main thread, where no handler can be set, signals act as before."""
+  """Between `install` and `restore` (or within `with`): SIGINT and SIGTERM are requests to
+  stop, read by `agreed`; outside the main thread, where no handler can be set, signals act
+  as before."""
 
   def __init__(self):
     self.signum = None
     self._previous = {}
 
-  def __enter__(self):
+  def install(self):
     if threading.current_thread() is threading.main_thread():
       for signum in SIGNALS:
         self._previous[signum] = signal.signal(signum, self._request)
+
+  def restore(self):
+    """Puts back the handlers `install` replaced."""
+    for signum, handler in self._previous.items():
+      signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+    self._previous = {}
+
+  def __enter__(self):
+    self.install()
     return self
 
   def __exit__(self, *exc):
-    for signum, handler in self._previous.items():
-      signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+    self.restore()
 
   def _request(self, signum, frame):
     del frame
