@@ -127,15 +127,32 @@ flags.DEFINE_string('sweep', '', 'sweep: a sweep file (gaze_jax/configs/sweeps/*
 FLAGS = flags.FLAGS
 
 
+def export_dir():
+  return FLAGS.export_dir or os.path.join(FLAGS.workdir, 'export')
+
+
+def check_usage(argv):
+  """Refuses mistakes in the command itself before the library is loaded (in a moment, and
+  before anything is written): stray arguments, a sweep without --sweep, an --export_dir or
+  --output that cannot be written."""
+  # pylint: disable=g-import-not-at-top
+  from gaze_jax.errors import UserError
+  from gaze_jax.workdir import files
+  if FLAGS.mode != 'predict' and len(argv) > 1:  # predict: `--images a.png b.png`.
+    raise UserError(f'unexpected arguments {argv[1:]}: every option is a --flag '
+                    '(python run.py --help)')
+  if FLAGS.mode == 'sweep' and not FLAGS.sweep:
+    raise UserError('--mode=sweep needs --sweep FILE (e.g. gaze_jax/configs/sweeps/strength.py)')
+  if FLAGS.mode == 'export':
+    files.check_writable(export_dir(), 'export directory')
+  if FLAGS.mode == 'predict' and FLAGS.output:
+    files.check_writable(FLAGS.output, 'output file')
+
+
 def use_run(images):
   """--mode=predict / export on the trained run in --workdir."""
   from gaze_jax import export, predict  # pylint: disable=g-import-not-at-top
-  from gaze_jax.workdir import files  # pylint: disable=g-import-not-at-top
-  out = FLAGS.export_dir or os.path.join(FLAGS.workdir, 'export')
-  if FLAGS.mode == 'export':  # Refused before the run is loaded.
-    files.check_writable(out, 'export directory')
-  elif FLAGS.output:
-    files.check_writable(FLAGS.output, 'output file')
+  out = export_dir()
   run_dir = predict.find_run_dir(FLAGS.workdir)
   if run_dir != FLAGS.workdir:
     print(f'using the run in {run_dir}', file=sys.stderr)
@@ -159,16 +176,12 @@ def dispatch(argv):
   """Runs --mode; raises UserError for a mistake of the user's."""
   # pylint: disable=g-import-not-at-top
   from gaze_jax import config as config_lib
-  from gaze_jax.errors import UserError
   from gaze_jax.experiments import finetune, main, sweep
   from gaze_jax.report import tables
   from gaze_jax.training import loop
   images = [p for arg in FLAGS.images for p in arg.split(',') if p]
   if FLAGS.mode == 'predict':
     images += argv[1:]  # `--images a.png b.png`: the shell's list after the flag.
-  elif len(argv) > 1:
-    raise UserError(f'unexpected arguments {argv[1:]}: every option is a --flag '
-                    '(python run.py --help)')
   if FLAGS.mode in ('predict', 'export'):
     return use_run(images)
   if FLAGS.mode == 'finetune':
@@ -178,8 +191,6 @@ def dispatch(argv):
     print(tables.format_table({f"epoch {r['epoch']}": r for r in rows}))
     print(f'report: {report}')
     return None
-  if FLAGS.mode == 'sweep' and not FLAGS.sweep:
-    raise UserError('--mode=sweep needs --sweep FILE (e.g. gaze_jax/configs/sweeps/strength.py)')
   grid = sweep.load_grid(FLAGS.sweep) if FLAGS.mode == 'sweep' else None
   run = config_lib.validate(FLAGS.config)  # Once, before anything is written.
   if FLAGS.mode == 'train':
@@ -203,11 +214,15 @@ def dispatch(argv):
 def _main(argv):
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
+  from gaze_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  try:
+    check_usage(argv)
+  except UserError as e:
+    fail(e)
   from gaze_jax.models import lowering  # pylint: disable=g-import-not-at-top
   lowering.use_eigen_convolutions()  # Before JAX's first computation starts its backend.
   import jax  # pylint: disable=g-import-not-at-top
   # pylint: disable=g-import-not-at-top
-  from gaze_jax.errors import UserError
   from gaze_jax.training import stopping
   from gaze_jax.workdir import background_errors
   background_errors.divert()  # Orbax's threads' tracebacks of a failure we report in a line.
