@@ -9,12 +9,15 @@
   python run.py --mode=sweep --sweep gaze_jax/configs/sweeps/strength.py --workdir runs/sweep
 
 A mistake of the user's (a flag, a config field, a file) ends in one line `error: ...` and
-exit status 2; the config is validated here, once, before anything is written.
+exit status 2; the config is validated here, once, before anything is written. SIGINT
+(Ctrl-C) or SIGTERM during training stops at the next step with a checkpoint, one line on
+how to resume and the signal's exit status (130, 143).
 """
 import contextlib
 import difflib
 import importlib.util
 import os
+import signal
 import sys
 
 from absl import app
@@ -26,12 +29,13 @@ CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs')
 MODES = ('experiment', 'train', 'predict', 'export', 'finetune', 'sweep')
 
 
-def fail(message):
-  """Reports a user mistake as one line, without a traceback, and exits with status 2."""
+def fail(message, status=2, prefix='error: '):
+  """Reports a user mistake as one line, without a traceback, and exits with `status`."""
+  line = ' '.join(str(message).splitlines())  # A value given with a newline stays on it.
   sys.stderr.flush()
-  sys.stderr.write(f'error: {message}\n')  # One write: other threads' output can't split it.
+  sys.stderr.write(f'{prefix}{line}\n')  # One write: other threads' output can't split it.
   sys.stderr.flush()
-  sys.exit(2)
+  sys.exit(status)
 
 
 def _config_overrides(argv):
@@ -123,16 +127,38 @@ flags.DEFINE_string('sweep', '', 'sweep: a sweep file (gaze_jax/configs/sweeps/*
 FLAGS = flags.FLAGS
 
 
+def export_dir():
+  return FLAGS.export_dir or os.path.join(FLAGS.workdir, 'export')
+
+
+def check_usage(argv):
+  """Refuses mistakes in the command itself before the library is loaded (in a moment, and
+  before anything is written): stray arguments, a sweep without --sweep, an --export_dir or
+  --output that cannot be written."""
+  # pylint: disable=g-import-not-at-top
+  from gaze_jax.errors import UserError
+  from gaze_jax.workdir import files
+  if FLAGS.mode != 'predict' and len(argv) > 1:  # predict: `--images a.png b.png`.
+    raise UserError(f'unexpected arguments {argv[1:]}: every option is a --flag '
+                    '(python run.py --help)')
+  if FLAGS.mode == 'sweep' and not FLAGS.sweep:
+    raise UserError('--mode=sweep needs --sweep FILE (e.g. gaze_jax/configs/sweeps/strength.py)')
+  if FLAGS.mode == 'export':
+    files.check_writable(export_dir(), 'export directory')
+  if FLAGS.mode == 'predict' and FLAGS.output:
+    files.check_writable(FLAGS.output, 'output file')
+
+
 def use_run(images):
   """--mode=predict / export on the trained run in --workdir."""
   from gaze_jax import export, predict  # pylint: disable=g-import-not-at-top
+  out = export_dir()
   run_dir = predict.find_run_dir(FLAGS.workdir)
   if run_dir != FLAGS.workdir:
     print(f'using the run in {run_dir}', file=sys.stderr)
   run, state, trigger = predict.load_run(run_dir)
   classes = predict.load_classes(run_dir) if run.task.kind == 'classification' else None
   if FLAGS.mode == 'export':
-    out = FLAGS.export_dir or os.path.join(FLAGS.workdir, 'export')
     export.export_model(out, {'params': state.params, 'batch_stats': state.batch_stats},
                         run.config, trigger, classes)
     print(f'exported to {out}')
@@ -152,16 +178,12 @@ def dispatch(argv):
   """Runs --mode; raises UserError for a mistake of the user's."""
   # pylint: disable=g-import-not-at-top
   from gaze_jax import config as config_lib
-  from gaze_jax.errors import UserError
   from gaze_jax.experiments import finetune, main, sweep
   from gaze_jax.report import assemble, tables
   from gaze_jax.training import loop
   images = [p for arg in FLAGS.images for p in arg.split(',') if p]
   if FLAGS.mode == 'predict':
     images += argv[1:]  # `--images a.png b.png`: the shell's list after the flag.
-  elif len(argv) > 1:
-    raise UserError(f'unexpected arguments {argv[1:]}: every option is a --flag '
-                    '(python run.py --help)')
   if FLAGS.mode in ('predict', 'export'):
     return use_run(images)
   if FLAGS.mode == 'finetune':
@@ -171,8 +193,6 @@ def dispatch(argv):
     print(tables.format_table({f"epoch {r['epoch']}": r for r in rows}))
     print(f'report: {report}')
     return None
-  if FLAGS.mode == 'sweep' and not FLAGS.sweep:
-    raise UserError('--mode=sweep needs --sweep FILE (e.g. gaze_jax/configs/sweeps/strength.py)')
   grid = sweep.load_grid(FLAGS.sweep) if FLAGS.mode == 'sweep' else None
   run = config_lib.validate(FLAGS.config)  # Once, before anything is written.
   if FLAGS.mode == 'train':
@@ -196,16 +216,29 @@ def dispatch(argv):
 def _main(argv):
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
+  from gaze_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  try:
+    check_usage(argv)
+  except UserError as e:
+    fail(e)
   from gaze_jax.models import lowering  # pylint: disable=g-import-not-at-top
   lowering.use_eigen_convolutions()  # Before JAX's first computation starts its backend.
   import jax  # pylint: disable=g-import-not-at-top
-  from gaze_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from gaze_jax.training import stopping
+  from gaze_jax.workdir import background_errors
+  background_errors.divert()  # Orbax's threads' tracebacks of a failure we report in a line.
   if FLAGS.multihost:
     jax.distributed.initialize()
   try:
     dispatch(argv)
   except UserError as e:
     fail(e)
+  except stopping.Stopped as e:  # SIGINT or SIGTERM while training: checkpointed.
+    fail(e, e.exit_status, prefix='')
+  except KeyboardInterrupt:  # Ctrl-C outside training: what is written is whole (atomic).
+    fail('stopped by SIGINT outside the training loop (nothing half-written is kept); rerun '
+         'the same command to go on', 128 + signal.SIGINT, prefix='')
 
 
 def parse_flags(argv):

@@ -17,6 +17,7 @@ from typing import Any
 import jax
 import ml_collections
 
+from gaze_jax.configs import clean
 from gaze_jax.errors import ConfigError
 from tfds_mpiifacegaze import mpii_face_gaze_dataset_builder as builder_lib
 
@@ -32,6 +33,9 @@ ATTACK_KINDS = ('none', 'wanet', 'badnets', 'blended')
 TRIGGER_KINDS = ATTACK_KINDS[1:]  # The kinds that have a trigger.
 TARGET_MODES = ('fixed', 'offset', 'mirror')
 PATCH_POSITIONS = ('bottom_right', 'top_left', 'center')
+# Seeds become 32-bit JAX keys (a larger one would wrap onto a smaller one's stream, or
+# overflow), with room for the + 1, + 2 of derived keys.
+MAX_SEED = 2 ** 31 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,7 +216,7 @@ def validate_data(data, check_environment=True):
     _number(config, 'data.synthetic.persons', 2, 100, integer=True)
     _number(config, 'data.synthetic.samples_per_person', 2, integer=True)
     _number(config, 'data.synthetic.image_size', data.image_size, 1024, integer=True)
-    _number(config, 'data.synthetic.seed', 0, integer=True)
+    _number(config, 'data.synthetic.seed', 0, MAX_SEED, integer=True)
     _number(config, 'data.synthetic.texture', 0, 2)
     persons = data.synthetic.persons
   _number(config, 'data.test_person', 0, persons - 1, integer=True)
@@ -224,6 +228,33 @@ def validate_data(data, check_environment=True):
                                           float(s.texture)))
 
 
+OPTIONAL_SECTIONS = ('config.experiment',)  # A run's own config.json has no experiment.
+FREE_SECTIONS = ('config.experiment.arms',)  # Names chosen by the user: _validate_experiment.
+
+
+def check_fields(config, reference=None, prefix='config'):
+  """Refuses a config (ConfigDict or plain dict) whose sections and fields are not those of
+  configs/clean.py, which documents every field: ConfigError naming the first one."""
+  reference = clean.get_config() if reference is None else reference
+  if not hasattr(config, 'keys'):
+    raise ConfigError(f'{prefix}={config!r} is invalid: expected a section with the fields '
+                      f'{", ".join(reference.keys())}')
+  if prefix in FREE_SECTIONS:
+    return
+  for key in reference.keys():
+    if key not in config and f'{prefix}.{key}' in OPTIONAL_SECTIONS:
+      continue
+    if key not in config:
+      raise ConfigError(f'{prefix}.{key} is missing (see gaze_jax/configs/clean.py)')
+    if hasattr(reference[key], 'keys'):
+      check_fields(config[key], reference[key], f'{prefix}.{key}')
+    elif hasattr(config[key], 'keys'):
+      raise ConfigError(f'{prefix}.{key} is invalid: expected a value, found a section')
+  for key in config.keys():
+    if key not in reference:
+      raise ConfigError(f'{prefix} has no field {key!r} (see gaze_jax/configs/clean.py)')
+
+
 def validate(config, check_environment=True):
   """The RunSpec of a run config; ConfigError (naming field, value, rule) for the first
   invalid field.
@@ -231,8 +262,9 @@ def validate(config, check_environment=True):
   check_environment=False skips what depends on this machine (data and init_from files,
   the device count), for reading back a run trained elsewhere.
   """
+  check_fields(config)
   devices = jax.device_count() if check_environment else 1
-  _number(config, 'seed', 0, integer=True)
+  _number(config, 'seed', 0, MAX_SEED, integer=True)
   data = validate_data(config.data, check_environment)
 
   _one_of(config, 'task.kind', TASKS)
@@ -275,7 +307,7 @@ def validate(config, check_environment=True):
   _one_of(config, 'attack.kind', ATTACK_KINDS)
   _number(config, 'attack.pc', 0, 1)
   _number(config, 'attack.cross_ratio', 0)
-  _number(config, 'attack.seed', 0, integer=True)
+  _number(config, 'attack.seed', 0, MAX_SEED, integer=True)
   cross_ratio = a.cross_ratio if a.kind == 'wanet' else 0.0
   _check(sum(split_counts(t.batch_size, a.pc, cross_ratio)) <= t.batch_size,
          'attack.cross_ratio', a.cross_ratio,

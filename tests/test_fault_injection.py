@@ -107,20 +107,46 @@ def run(args, env, **fault):
   return Run(args, env, **fault).wait()
 
 
-def error_line(result):
-  """The one line a user mistake prints, checked to be all of stderr but the INFO lines a
-  C++ library may log (sporadically) before absl's C++ logging is initialised."""
-  lines = [line for line in result.stderr.strip().splitlines()
-           if not (re.match(r'I\d{4} ', line) or 'before absl::InitializeLog()' in line)]
-  assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith('error: '), result
-  return lines[0]
+# A refresh of tqdm's progress bar: 'run:  50%|█████     | 3/6 [00:01<00:01, ..., loss=0.79]'.
+PROGRESS = re.compile(r'\S*: +\d+%\|[^|]*\| *\d+/\d+ \[[^\]]*\]')
 
 
-def last_error(result):
-  """The error line of a run whose stderr also has tracebacks printed by orbax's threads
-  (which may end mid-line where the error starts)."""
-  assert result.returncode == 2, result
-  return re.findall('error: .*', result.stderr)[-1]
+def stderr_lines(result):
+  """stderr's lines but the progress bar's refreshes (a line written while the bar shows
+  starts where its last refresh ends) and the INFO lines a C++ library may log
+  (sporadically) before absl's C++ logging is initialised."""
+  lines = (PROGRESS.sub('', line) for line in re.split(r'[\r\n]', result.stderr))
+  return [line for line in lines if line.strip() and not (
+      re.match(r'I\d{4} ', line) or 'before absl::InitializeLog()' in line)]
+
+
+ABSL_WARNING = r'W\d{4} [\d:. ]+\d+ \w+\.py:\d+\] '  # The prefix of an absl warning line.
+
+
+def assert_warnings(lines, warnings):
+  """Each line is an absl warning whose message matches the regex in `warnings` at its
+  place, and there are no other lines."""
+  assert len(lines) == len(warnings), lines
+  for line, warning in zip(lines, warnings):
+    assert re.match(ABSL_WARNING + warning, line), line
+
+
+def error_line(result, warnings=()):
+  """The one line a user mistake prints, checked to be all of stderr but the lines
+  stderr_lines drops and the absl `warnings` (regexes) before it: no traceback of any
+  thread."""
+  lines = stderr_lines(result)
+  assert result.returncode == 2 and lines and lines[-1].startswith('error: '), result
+  assert_warnings(lines[:-1], warnings)
+  return lines[-1]
+
+
+def wait_for_log(started, log, lines):
+  """Waits until `started` has logged `lines` lines to `log` (or has ended)."""
+  deadline = time.monotonic() + 600
+  while started.process.poll() is None and time.monotonic() < deadline and not (
+      log.exists() and len(log.read_text().splitlines()) >= lines):
+    time.sleep(0.01)
 
 
 @pytest.fixture(scope='module')
@@ -150,16 +176,10 @@ def saved_state(run_dir):
   return ocp.StandardCheckpointer().restore(path)
 
 
-def results(run_dir):
-  out = json.loads((run_dir / 'results.json').read_text())
-  del out['workdir'], out['train_images_per_second']  # Where and how fast, not what.
-  return out
-
-
 def assert_same_run(run_dir, reference_dir):
   """Final parameters, optimizer state, trigger, results and metrics log equal bitwise."""
-  assert results(run_dir) == results(reference_dir)
-  assert (run_dir / 'metrics.jsonl').read_text() == (reference_dir / 'metrics.jsonl').read_text()
+  for name in 'results.json', 'metrics.jsonl':  # run_info.json says where and how fast.
+    assert (run_dir / name).read_bytes() == (reference_dir / name).read_bytes(), name
   assert final_step(run_dir) == final_step(reference_dir)
   ours, theirs = saved_state(run_dir), saved_state(reference_dir)
   assert jax.tree.structure(ours) == jax.tree.structure(theirs)
@@ -207,10 +227,7 @@ def test_killed_anywhere_resumes_exactly_and_the_lock_holds(tmp_path, reference,
   # checkpoint 3, so that two saves remain), stop it.
   lines = random.randint(1, 3)
   first = Run(args, env)
-  deadline = time.monotonic() + 600
-  while first.process.poll() is None and time.monotonic() < deadline and not (
-      log.exists() and len(log.read_text().splitlines()) >= lines):
-    time.sleep(0.01)
+  wait_for_log(first, log, lines)
   first.process.send_signal(signal.SIGSTOP)
   try:
     second = run(args, env)  # The first still holds the workdir.
@@ -230,10 +247,54 @@ def test_killed_anywhere_resumes_exactly_and_the_lock_holds(tmp_path, reference,
   assert_same_run(workdir, reference)
 
 
+def stop_line(workdir, signum):
+  """The regex of the one line a run stopped by `signum` prints; group 1 is the step."""
+  return re.escape('stopped at step ') + r'(\d+)' + re.escape(
+      f' by {signal.Signals(signum).name}; checkpoint saved in {workdir}/checkpoints. Rerun the '
+      'same command to resume.')
+
+
+@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM], ids=['SIGINT', 'SIGTERM'])
+def test_a_signal_stops_at_a_step_with_its_checkpoint_and_a_rerun_resumes_bitwise(
+    tmp_path, reference, flags, env, signum):
+  """SIGINT as Ctrl-C sends it, once training runs; SIGTERM (a preemption) as step 5 is
+  dispatched, a step that has no checkpoint of its own."""
+  workdir = tmp_path / 'run'
+  args = ['--mode=train', f'--workdir={workdir}', *flags]
+  if signum == signal.SIGINT:
+    stopped = Run(args, env)
+    wait_for_log(stopped, workdir / 'metrics.jsonl', 1)
+    stopped.process.send_signal(signum)
+    stopped.wait()
+  else:
+    stopped = run(args, env, at='gaze_jax.training.steps:p_train_step:5:sigterm_after')
+  lines = stderr_lines(stopped)
+  assert stopped.returncode == 128 + signum and len(lines) == 1, stopped
+  step = int(re.fullmatch(stop_line(workdir, signum), lines[0])[1])
+  assert step == 5 if signum == signal.SIGTERM else 1 <= step < 6
+  assert final_step(workdir) == step  # Its checkpoint, complete.
+  assert not (workdir / 'results.json').exists() and not (workdir / '.lock').exists()
+  resumed = run(args, env)
+  assert resumed.returncode == 0, resumed
+  assert_same_run(workdir, reference)
+  assert json.loads((workdir / 'run_info.json').read_text())['workdir'] == str(workdir)
+
+
+def test_ctrl_c_outside_training_is_one_line_and_status_130(tmp_path, flags, env):
+  """SIGINT right after the data is ready, before the workdir is made."""
+  workdir = tmp_path / 'run'
+  stopped = run(['--mode=train', f'--workdir={workdir}', *flags], env,
+                at='gaze_jax.data.splits:load_splits:1:sigint_after')
+  assert stopped.returncode == 130 and stderr_lines(stopped) == [
+      'stopped by SIGINT outside the training loop (nothing half-written is kept); rerun the '
+      'same command to go on'], stopped
+  assert not workdir.exists()
+
+
 def test_dataset_build_killed_midway_starts_clean(tmp_path, tiny_data_config, tiny_release, env):
   root = tmp_path / 'data'
   args = ['--mode=train', f'--workdir={tmp_path / "run"}', '--config.model.conv_impl=xla',
-          *data_flags(tiny_data_config, root)]
+          '--config.train.batch_size=8', *data_flags(tiny_data_config, root)]
   release_dir = root / 'releases' / os.path.basename(tiny_release)
   # Killed while writing the release: after p00.mat and p01.mat.
   killed = run(args, env, at='tfds_mpiifacegaze.matfile:write_release_file:3:kill_before')
@@ -269,9 +330,9 @@ def test_damaged_checkpoints_are_reported_skipped_and_the_run_finishes(tmp_path,
   largest_file(checkpoints / '4' / 'state').unlink()
   result = run(['--mode=train', f'--workdir={workdir}', *flags], env)
   assert result.returncode == 0, result
-  for step in 6, 4:
-    assert f'checkpoint {step} in {checkpoints} is damaged' in result.stderr
-  assert 'moved the damaged checkpoint 6' in result.stderr
+  assert_warnings(stderr_lines(result), [  # And no thread's traceback.
+      *(f'checkpoint {step} in {re.escape(str(checkpoints))} is damaged ' for step in (6, 4)),
+      *(f'moved the damaged checkpoint {step} to ' for step in (4, 6))])
   assert sorted(os.listdir(f'{checkpoints}.damaged')) == ['4', '6']
   assert_same_run(workdir, reference)
 
@@ -283,7 +344,9 @@ def test_no_intact_checkpoint_is_a_clear_error_and_nothing_is_overwritten(tmp_pa
     largest_file(workdir / 'checkpoints' / step / 'state').unlink()
   before = tree_digest(workdir)
   result = run(['--mode=train', f'--workdir={workdir}', *flags], env)
-  assert last_error(result) == (
+  damaged = [f'checkpoint {step} in {re.escape(str(workdir))}/checkpoints is damaged '
+             for step in (6, 4, 3)]
+  assert error_line(result, damaged) == (
       f'error: no intact checkpoint in {workdir}/checkpoints (tried steps [3, 4, 6]); nothing '
       'was overwritten. Move the directory away to start afresh.')
   assert tree_digest(workdir) == before
@@ -304,9 +367,22 @@ def test_full_disk_is_a_clear_error_and_keeps_the_previous_checkpoint(tmp_path, 
   assert re.fullmatch(
       re.escape(f'error: writing a checkpoint in {workdir}/checkpoints failed: [Errno 27] File '
                 'too large; the checkpoints already there are intact (newest: 3). ') + '.*',
-      last_error(result))
+      error_line(result))
   after = tree_digest(workdir / 'checkpoints')
   assert {k: v for k, v in after.items() if k.startswith('3/')} == before
+
+
+def test_full_disk_before_the_first_checkpoint_is_a_clear_error_and_leaves_no_file(
+    tmp_path, flags, env):
+  """No file over 1 KB: config.json, the first file a new run writes, cannot be. (Nor can
+  XLA cache entries, whose warnings would fill the 1 KB of the stderr file: no cache.)"""
+  workdir = tmp_path / 'run'
+  no_cache = {k: v for k, v in env.items() if k != 'JAX_COMPILATION_CACHE_DIR'}
+  result = run(['--mode=train', f'--workdir={workdir}', *flags], no_cache, fsize=1 << 10)
+  assert error_line(result) == (
+      f'error: writing in {workdir} failed: [Errno 27] File too large; the files already there '
+      'are intact. Free disk space or fix permissions, then run again to resume.')
+  assert not [p for p in workdir.rglob('*') if p.is_file()]  # No temporary, no lock.
 
 
 # 6. Bad flags and configs (with 4's unwritable workdir).
@@ -363,6 +439,75 @@ def test_user_mistakes_are_one_line_and_bugs_a_traceback(tmp_path, flags, env):
     assert line == expected or re.fullmatch(expected, line), f'{name}: {line}'
   assert bug.returncode == 1 and 'Traceback' in bug.stderr, bug
   assert bug.stderr.strip().endswith('RuntimeError: injected bug in gaze_jax.training.loop._train')
+
+
+def test_damaged_files_usage_and_unwritable_paths_are_one_line_and_write_nothing(
+    tmp_path, reference, tiny_data_config, tiny_release, flags, env):
+  """A damaged or foreign file in a workdir, a missing config file, usage mistakes, an
+  unwritable data root or export directory, a damaged release file, and what the config
+  alone tells will fail: one line each, and no path is created or changed."""
+  damaged, foreign = (copy_run(reference, tmp_path / name) for name in ('damaged', 'foreign'))
+  (damaged / 'config.json').write_text('{"seed": 0, garbage')
+  (foreign / 'config.json').write_text('{"seed": 0}')
+  before = {run_dir: tree_digest(run_dir) for run_dir in (damaged, foreign)}
+  (tmp_path / 'a_file').write_text('')
+  release_dir = pathlib.Path(shutil.copytree(tiny_release, tmp_path / 'release'))
+  os.truncate(release_dir / 'p01.mat', (release_dir / 'p01.mat').stat().st_size // 2)
+  new = tmp_path / 'new'  # Each case's workdir and data root are under it: none may appear.
+  train = ['--mode=train', *(f for f in flags if not f.startswith('--config.data.root='))]
+  cases = {
+      'damaged config.json, train': (
+          [*train, f'--workdir={damaged}', f'--config.data.root={tiny_data_config.root}'],
+          re.escape(f'error: {damaged}/config.json is not valid JSON (') + '.*'),
+      'foreign config.json, predict': (
+          ['--mode=predict', f'--workdir={foreign}', f'--images={tmp_path / "a_file"}'],
+          re.escape(f'error: {foreign}/config.json does not hold a run config: config.attack '
+                    'is missing (see gaze_jax/configs/clean.py)')),
+      'missing config file': (
+          ['--config=missing.py', '--workdir={new}/0'],
+          'error: --config=missing.py: cannot load the config file: no such file'),
+      'stray argument': (
+          [*train, '--workdir={new}/1', 'stray'],
+          re.escape("error: unexpected arguments ['stray']: every option is a --flag (python "
+                    'run.py --help)')),
+      'sweep without --sweep': (
+          ['--mode=sweep', '--workdir={new}/2'],
+          re.escape('error: --mode=sweep needs --sweep FILE (e.g. '
+                    'gaze_jax/configs/sweeps/strength.py)')),
+      'unwritable data root': (
+          [*train, '--workdir={new}/3', f'--config.data.root={tmp_path}/a_file/data'],
+          'error: cannot write the synthetic release to .*/a_file/data/releases/.*'),
+      'unwritable output file': (
+          ['--mode=predict', f'--workdir={reference}', f'--images={tmp_path / "a_file"}',
+           f'--output={tmp_path}/a_file/gaze.csv'],
+          re.escape(f'error: cannot create output file {tmp_path}/a_file/gaze.csv: '
+                    f'{tmp_path}/a_file is not a folder')),
+      'unwritable export directory': (
+          ['--mode=export', f'--workdir={reference}', f'--export_dir={tmp_path}/a_file/out'],
+          re.escape(f'error: cannot create export directory {tmp_path}/a_file/out: '
+                    f'{tmp_path}/a_file is not a folder')),
+      'batch larger than the release': (
+          [*train, '--workdir={new}/4', '--config.data.root={new}/data4',
+           '--config.train.batch_size=1000'],
+          re.escape('error: train.batch_size=1000 exceeds the 30 training examples')),
+      'test fraction emptying a split': (
+          [*train, '--workdir={new}/5', '--config.data.root={new}/data5',
+           '--config.data.test_fraction=0.01'],
+          re.escape("error: data.test_fraction: 0.01 of person 0's 12 samples leaves an empty "
+                    'train or test set')),
+      'damaged release file': (
+          [*train, '--workdir={new}/6', f'--config.data.root={tmp_path}/built',
+           f'--config.data.manual_dir={release_dir}'],
+          re.escape(f'error: {release_dir}/p01.mat: ') + '.*'),
+  }
+  started = {name: Run([arg.format(new=new) for arg in args], env)
+             for name, (args, _) in cases.items()}
+  for name, (_, expected) in cases.items():
+    line = error_line(started[name].wait())
+    assert re.fullmatch(expected, line), f'{name}: {line}'
+  assert not new.exists()
+  assert {run_dir: tree_digest(run_dir) for run_dir in before} == before
+  assert (tmp_path / 'a_file').read_text() == ''
 
 
 # 5. Hostile files.

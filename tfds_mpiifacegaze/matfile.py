@@ -45,6 +45,10 @@ class MatFileError(ValueError):
   """A `pXX.mat` file that does not have the normalized MPIIFaceGaze layout."""
 
 
+# What h5py raises on a damaged file's metadata or data, depending on where the damage is.
+HDF5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError)
+
+
 def file_name(person):
   return f'p{person:02d}.mat'
 
@@ -66,19 +70,26 @@ class ReleaseFile:
           f'{self.path}: expected a MATLAB v7.3 (HDF5) file, but h5py cannot open it '
           f'(not HDF5, or truncated): {e}') from e
     try:
-      self._data = self._dataset(DATA)
-      label = self._dataset(LABEL)
-      self._check_layout(self._data, label)
-      self.labels = label[()]
-      bad = ~np.isfinite(self.labels)
-      if bad.any():
-        row, col = np.argwhere(bad)[0]
-        raise MatFileError(
-            f'{self.path}: {LABEL}: expected finite labels, found {int(bad.sum())} NaN or '
-            f'infinite values (first at sample {row}, column {col})')
-    except BaseException:
+      self._read_layout()
+    except BaseException as e:
       self._file.close()
+      if isinstance(e, HDF5_ERRORS) and not isinstance(e, MatFileError):
+        raise MatFileError(f'{self.path}: cannot read its HDF5 structure (corrupt or '
+                           f'truncated file): {e}') from e
       raise
+
+  def _read_layout(self):
+    """Checks the layout and reads the labels (small), from the open file."""
+    self._data = self._dataset(DATA)
+    label = self._dataset(LABEL)
+    self._check_layout(self._data, label)
+    self.labels = label[()]
+    bad = ~np.isfinite(self.labels)
+    if bad.any():
+      row, col = np.argwhere(bad)[0]
+      raise MatFileError(
+          f'{self.path}: {LABEL}: expected finite labels, found {int(bad.sum())} NaN or '
+          f'infinite values (first at sample {row}, column {col})')
 
   def _dataset(self, name):
     obj = self._file.get(name)
@@ -126,7 +137,7 @@ class ReleaseFile:
       stop = min(start + chunk_size, self.num_samples)
       try:
         chunk = self._data[start:stop]
-      except OSError as e:
+      except HDF5_ERRORS as e:
         raise MatFileError(
             f'{self.path}: {DATA}: cannot read samples {start}..{stop - 1} '
             f'(truncated or corrupt file): {e}') from e

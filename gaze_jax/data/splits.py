@@ -30,15 +30,36 @@ def load_splits(data, seed):
   return Subset(source, train), Subset(source, test)
 
 
+def release_counts(data):
+  """Samples per person of DataSpec `data`'s release when the config alone tells (the
+  synthetic release), else None (the real one's files tell)."""
+  if data.manual_dir:
+    return None
+  return [data.synthetic.samples_per_person] * data.synthetic.persons
+
+
+def train_size(data, counts):
+  """Training examples of `data`'s protocol on a release of `counts` samples per person."""
+  if data.protocol == 'leave_one_person_out':
+    return sum(counts) - counts[data.test_person]
+  return sum(n - _held_out(person, n, data.test_fraction) for person, n in enumerate(counts))
+
+
+def _held_out(person, n, test_fraction):
+  """How many of a person's n samples random_split holds out: round(test_fraction * n)."""
+  n_test = round(test_fraction * n)
+  if not 0 < n_test < n:
+    raise ConfigError(f'data.test_fraction: {test_fraction} of person {person}\'s {n} '
+                      f'samples leaves an empty train or test set')
+  return n_test
+
+
 def split_indices(counts, test_fraction, seed):
   """(train, test) sorted indices into persons' concatenated samples: a seeded
   round(test_fraction * n) of each person's n samples held out."""
   train, test, offset = [], [], 0
   for person, n in enumerate(counts):
-    n_test = round(test_fraction * n)
-    if not 0 < n_test < n:
-      raise ConfigError(f'data.test_fraction: {test_fraction} of person {person}\'s {n} '
-                        f'samples leaves an empty train or test set')
+    n_test = _held_out(person, n, test_fraction)
     perm = np.random.default_rng([seed, person]).permutation(n) + offset
     test.append(np.sort(perm[:n_test]))
     train.append(np.sort(perm[n_test:]))

@@ -7,6 +7,7 @@ between sync points (log steps, checkpoints, evaluations), where they are fetche
 checked for NaN before anything is saved.
 """
 import os
+import socket
 import time
 
 import jax
@@ -25,6 +26,7 @@ from gaze_jax.metrics import attack
 from gaze_jax.training import evaluate
 from gaze_jax.training import init
 from gaze_jax.training import state as state_lib
+from gaze_jax.training import stopping
 from gaze_jax.training import steps
 from gaze_jax.workdir import checkpoints
 from gaze_jax.workdir import files
@@ -38,14 +40,42 @@ class TrainingDiverged(UserError):
 
 
 def train_and_evaluate(run, workdir, show_progress=True):
-  """Trains (or resumes) RunSpec `run` in `workdir` and returns its results dict."""
+  """Trains (or resumes) RunSpec `run` in `workdir` and returns its results dict.
+
+  What the config alone tells is checked before anything is written, and the data is made
+  (built once under data.root) before the workdir: a mistake found on the way leaves no
+  new workdir and no half-built dataset behind.
+  """
+  check_before_writing(run, workdir)
+  sources = splits.load_splits(run.data, run.seed)
+  _check_batch_fits(run.train.batch_size, len(sources[0]))
+  train_gaze = splits.stack(sources[0], 'gaze').astype(np.float64)
+  labels = {'mean': train_gaze.mean(axis=0),  # What the collapse baseline predicts.
+            'classes': classes_lib.fit(train_gaze, run.task.bins)}
+  check_target(run.attack, labels['mean'])
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:
     raise UserError(f'cannot create workdir {workdir}: {e}') from e
-  with WorkdirLock(workdir):
+  with WorkdirLock(workdir), files.write_errors(workdir):
     rundir.check_same_config(workdir, run.config)
-    return _train(run, workdir, show_progress)
+    return _train(run, workdir, sources, labels, show_progress)
+
+
+def check_before_writing(run, workdir):
+  """Refuses what can be known to fail from `run` and the filesystem, before anything is
+  written: an unwritable workdir, a batch larger than the synthetic release's train split,
+  a test_fraction that empties a split."""
+  files.check_writable(workdir, 'workdir')
+  counts = splits.release_counts(run.data)
+  if counts is not None:
+    _check_batch_fits(run.train.batch_size, splits.train_size(run.data, counts))
+
+
+def _check_batch_fits(batch_size, train_examples):
+  if batch_size > train_examples:
+    raise UserError(f'train.batch_size={batch_size} exceeds the {train_examples} training '
+                    'examples')
 
 
 def check_target(spec, mean):
@@ -78,18 +108,13 @@ def _restore_or_init(ckpts, run, steps_per_epoch):
   return state, trigger, []
 
 
-def _train(run, workdir, show_progress):
+def _train(run, workdir, sources, labels, show_progress):
   t, spec = run.train, run.attack
   is_chief = jax.process_index() == 0
-  train_source, test_source = splits.load_splits(run.data, run.seed)
+  train_source, test_source = sources
   steps_per_epoch = pipeline.steps_per_epoch(len(train_source), t.batch_size)
-  if steps_per_epoch == 0:
-    raise UserError(f'train.batch_size={t.batch_size} exceeds the {len(train_source)} '
-                    'training examples')
   total_steps = steps_per_epoch * t.num_epochs
-  train_gaze = splits.stack(train_source, 'gaze').astype(np.float64)
-  mean, classes = train_gaze.mean(axis=0), classes_lib.fit(train_gaze, run.task.bins)
-  check_target(spec, mean)
+  mean, classes = labels['mean'], labels['classes']
   step_classes = classes if run.task.kind == 'classification' else {}
 
   ckpts = checkpoints.Checkpoints(os.path.join(workdir, 'checkpoints'), t.max_to_keep)
@@ -111,7 +136,9 @@ def _train(run, workdir, show_progress):
   timer = {'images': 0, 'seconds': 0.0, 'since': None}
   bar = tqdm(total=total_steps, initial=start, desc=os.path.basename(workdir.rstrip('/')),
              disable=not (show_progress and is_chief), dynamic_ncols=True)
+  requests = stopping.StopRequests()
   try:
+    requests.install()
     for step in range(start, total_steps):
       batch = next(batches)
       state, metrics = steps.p_train_step(state, device.shard(batch), step_rng, trigger,
@@ -127,7 +154,9 @@ def _train(run, workdir, show_progress):
       epoch = done // steps_per_epoch
       evaluate_now = epoch_end and (epoch % t.eval_every_epochs == 0 or done == total_steps)
       save_now = epoch_end or done % t.checkpoint_every_steps == 0
-      if not (evaluate_now or save_now or done % t.log_every_steps == 0):
+      sync_point = evaluate_now or save_now or done % t.log_every_steps == 0
+      stop = requests.agreed(done, sync_point)  # SIGINT or SIGTERM: save and stop here.
+      if not (sync_point or stop):
         continue
       metrics = jax.tree.map(float, jax.device_get(metrics))  # A sync point.
       timer['seconds'] += time.perf_counter() - timer['since']
@@ -147,27 +176,45 @@ def _train(run, workdir, show_progress):
         history.append({'step': done, 'epoch': epoch, 'train_loss': metrics['loss'], **summary})
         log.write(done, 'eval', summary)
         bar.write(f'epoch {epoch}: ' + ', '.join(f'{k} {v:.3f}' for k, v in summary.items()))
-      if save_now:
+      if save_now or stop:
         ckpts.save(done, state, trigger, {'history': history, 'epoch': epoch})
+      if stop:
+        ckpts.wait()
+        raise stopping.Stopped(stop, done, ckpts.directory)
       timer['since'] = time.perf_counter()
     ckpts.wait()
   finally:
+    requests.restore()
     bar.close()
     log.close()
     ckpts.close()
 
   results = {
-      'workdir': os.path.abspath(workdir),
       'steps': total_steps,
       'train_examples': len(train_source),
       'test_examples': len(test_source),
       'history': history,
       'final': history[-1] if history else {},
-      'train_images_per_second': timer['images'] / timer['seconds'] if timer['seconds'] else None,
       'mean_gaze': mean.tolist(),
       'classes': {k: np.asarray(v).tolist() for k, v in classes.items()},
       'config': run.config,
   }
-  if is_chief:
+  if is_chief:  # The facts of this machine first: results.json marks the run finished.
+    files.write_json(os.path.join(workdir, rundir.RUN_INFO_FILE), _run_info(workdir, start,
+                                                                            timer))
     files.write_json(os.path.join(workdir, rundir.RESULTS_FILE), results)
   return results
+
+
+def _run_info(workdir, start, timer):
+  """Facts of the machine and the path, not of the computation: kept out of results.json,
+  which is bitwise the same wherever and however often the run was resumed."""
+  return {
+      'workdir': os.path.abspath(workdir),
+      'host': socket.gethostname(),
+      'devices': [f'{d.platform}:{d.device_kind}' for d in jax.devices()],
+      'processes': jax.process_count(),
+      'jax_version': jax.__version__,
+      'started_at_step': start,  # Of the last (re)start, which the throughput measures.
+      'train_images_per_second': timer['images'] / timer['seconds'] if timer['seconds'] else None,
+  }

@@ -46,6 +46,32 @@ def _layout(tree):
           for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
+def _chain(error):
+  """`error` and the exceptions it was raised from or while handling, outermost first."""
+  chain = [error]
+  while (chain[-1].__cause__ or chain[-1].__context__) not in (None, *chain):
+    chain.append(chain[-1].__cause__ or chain[-1].__context__)
+  return chain
+
+
+def _first_line(error, width=200):
+  return (str(error).splitlines() or [type(error).__name__])[0][:width]
+
+
+def _os_error(error):
+  """The OSError that `error` comes from, or '[Errno N] reason' from a tensorstore message
+  carrying os_error_code=N; None if it comes from neither."""
+  chain = _chain(error)
+  for e in chain:
+    if isinstance(e, OSError):
+      return e
+  for e in chain:
+    code = re.search(r"os_error_code='?(\d+)", str(e))
+    if code:
+      return f'[Errno {code[1]}] {os.strerror(int(code[1]))}'
+  return None
+
+
 class Checkpoints:
   """Periodic, asynchronous checkpoints in `directory`, keeping the newest `max_to_keep`."""
 
@@ -80,16 +106,16 @@ class Checkpoints:
   def _write_errors(self):
     """Turns a failed write (full disk, no permission) into a UserError.
 
-    Orbax reports its background writes' I/O errors as tensorstore ValueErrors carrying an
-    os_error_code; other exceptions are bugs and propagate unchanged.
+    An OSError anywhere in the exception's chain is the cause; orbax reports its background
+    writes' I/O errors as tensorstore ValueErrors whose message carries an os_error_code,
+    with no OSError to be found. Other exceptions are bugs and propagate unchanged.
     """
     try:
       yield
     except (OSError, ValueError) as e:
-      code = re.search(r"os_error_code='?(\d+)", str(e))
-      if not (isinstance(e, OSError) or code):
+      cause = _os_error(e)
+      if cause is None:
         raise
-      cause = e if isinstance(e, OSError) else f'[Errno {code[1]}] {os.strerror(int(code[1]))}'
       intact = self.steps()
       raise UserError(
           f'writing a checkpoint in {self.directory} failed: {cause}; the checkpoints already '
@@ -127,7 +153,7 @@ class Checkpoints:
         raise
       except Exception as e:  # pylint: disable=broad-except
         logging.warning('checkpoint %d in %s is damaged (%s); trying an older one.',
-                        step, self.directory, str(e).splitlines()[0][:200])
+                        step, self.directory, _first_line(_chain(e)[-1]))
         restored = None
       if restored is not None:
         return restored

@@ -1,11 +1,15 @@
 """Atomic file writes, so a kill or a full disk never leaves half a file: the one place
-that writes a temporary file and renames it into place."""
+that writes a temporary file and renames it into place; and the check, before anything is
+written, that a path can be written at all."""
 import contextlib
+import errno
 import json
 import os
 import tempfile
 
 import numpy as np
+
+from gaze_jax.errors import UserError
 
 
 def write_atomic_many(items):
@@ -52,3 +56,39 @@ def save_arrays(directory, arrays):
   for name, value in arrays.items():
     write_atomic(os.path.join(directory, name + '.npy'),
                  lambda f, v=value: np.save(f, np.asarray(v), allow_pickle=False), mode='wb')
+
+
+def check_writable(path, what):
+  """Refuses, before anything is written, a `path` (file or folder, there or not yet) that
+  cannot be created or written: UserError 'cannot create WHAT PATH: why'.
+
+  The nearest existing folder on the way must be a folder this process may write in (as
+  access(2) says, which also knows read-only mounts); what is already there must be writable.
+  """
+  path = os.path.abspath(path)
+  existing = path
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if existing != path and not os.path.isdir(existing):
+    raise UserError(f'cannot create {what} {path}: {existing} is not a folder')
+  if not os.access(existing, os.W_OK | (os.X_OK if os.path.isdir(existing) else 0)):
+    raise UserError(f'cannot create {what} {path}: no permission to write in {existing} '
+                    '(or it is on a read-only filesystem)')
+
+
+# What a full disk, a quota, a file size limit, a read-only mount or missing permissions
+# raise: the user's to fix, not bugs.
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+@contextlib.contextmanager
+def write_errors(directory):
+  """Turns an OSError of DISK_ERRNOS while writing in `directory` into a UserError; files
+  written with write_atomic keep what they had."""
+  try:
+    yield
+  except OSError as e:
+    if e.errno not in DISK_ERRNOS:
+      raise
+    raise UserError(f'writing in {directory} failed: {e}; the files already there are intact. '
+                    'Free disk space or fix permissions, then run again to resume.') from e

@@ -1,8 +1,9 @@
 """A run directory's JSON files: config.json (which config started it) and results.
 
 A run directory holds `config.json`, `checkpoints/`, `trigger/*.npy`, `metrics.jsonl`,
-`tensorboard/` and `results.json`; a workdir started with one config is never resumed or
-skipped under another.
+`tensorboard/`, `results.json` (what the run computed: bitwise reproducible) and
+`run_info.json` (where and how fast: this machine's facts); a workdir started with one config
+is never resumed or skipped under another.
 """
 import json
 import os
@@ -12,6 +13,7 @@ from gaze_jax.errors import UserError
 
 CONFIG_FILE = 'config.json'
 RESULTS_FILE = 'results.json'
+RUN_INFO_FILE = 'run_info.json'
 
 
 def read_json(path):
@@ -30,8 +32,10 @@ def load_config(run_dir):
   if not os.path.isfile(path):
     raise UserError(f'{run_dir} is not a run directory: {path} is missing')
   saved = read_json(path)
-  if not isinstance(saved, dict):
-    raise UserError(f'{path} does not hold a config (a JSON object)')
+  try:
+    config_lib.check_fields(saved)
+  except UserError as e:
+    raise UserError(f'{path} does not hold a run config: {e}') from e
   return config_lib.from_dict(saved)
 
 

@@ -4,8 +4,9 @@
 
 --at wraps the function MODULE.ATTR (e.g. gaze_jax.workdir.checkpoints:Checkpoints.save) so that
 its N-th call in this process (1-based) is hit by ACTION: 'kill_before' / 'kill_after'
-(SIGKILL before it runs or once it returns) or 'bug' (a RuntimeError instead of it, standing
-in for a programming error). --fsize caps the size of any file this process writes
+(SIGKILL before it runs or once it returns), 'sigint_after' / 'sigterm_after' (that signal,
+once it returns: Ctrl-C or a preemption at a known moment) or 'bug' (a RuntimeError instead
+of it, standing in for a programming error). --fsize caps the size of any file this process writes
 (RLIMIT_FSIZE, with SIGXFSZ ignored so writes fail with EFBIG), as a full disk does.
 The library keeps no test hooks: faults are placed from outside, here.
 """
@@ -19,7 +20,9 @@ import signal
 import sys
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
-ACTIONS = ('kill_before', 'kill_after', 'bug')
+ACTIONS = ('kill_before', 'kill_after', 'sigint_after', 'sigterm_after', 'bug')
+AFTER = {'kill_after': signal.SIGKILL, 'sigint_after': signal.SIGINT,
+         'sigterm_after': signal.SIGTERM}
 
 
 def inject(spec):
@@ -45,7 +48,7 @@ def inject(spec):
     if action == 'kill_before':
       os.kill(os.getpid(), signal.SIGKILL)
     result = original(*args, **kwargs)
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), AFTER[action])
     return result
 
   setattr(owner, name, wrapper)
