@@ -36,6 +36,7 @@ PATCH_POSITIONS = ('bottom_right', 'top_left', 'center')
 # Seeds become 32-bit JAX keys (a larger one would wrap onto a smaller one's stream, or
 # overflow), with room for the + 1, + 2 of derived keys.
 MAX_SEED = 2 ** 31 - 1
+MAX_EPOCHS = 100_000  # The step counter is int32: epochs x steps per epoch must fit.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -285,7 +286,7 @@ def validate(config, check_environment=True):
   _number(config, 'train.batch_size', 1, integer=True)
   _check(t.batch_size % devices == 0, 'train.batch_size', t.batch_size,
          f'a multiple of the {devices} devices')
-  _number(config, 'train.num_epochs', 1, integer=True)
+  _number(config, 'train.num_epochs', 1, MAX_EPOCHS, integer=True)
   _one_of(config, 'train.optimizer', OPTIMIZERS)
   _number(config, 'train.learning_rate', 0, 10, lo_open=True)
   _one_of(config, 'train.schedule', SCHEDULES)

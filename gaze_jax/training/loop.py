@@ -48,7 +48,7 @@ def train_and_evaluate(run, workdir, show_progress=True):
   """
   check_before_writing(run, workdir)
   sources = splits.load_splits(run.data, run.seed)
-  _check_batch_fits(run.train.batch_size, len(sources[0]))
+  _check_batch_fits(run.train, len(sources[0]))
   train_gaze = splits.stack(sources[0], 'gaze').astype(np.float64)
   labels = {'mean': train_gaze.mean(axis=0),  # What the collapse baseline predicts.
             'classes': classes_lib.fit(train_gaze, run.task.bins)}
@@ -69,13 +69,20 @@ def check_before_writing(run, workdir):
   files.check_writable(workdir, 'workdir')
   counts = splits.release_counts(run.data)
   if counts is not None:
-    _check_batch_fits(run.train.batch_size, splits.train_size(run.data, counts))
+    _check_batch_fits(run.train, splits.train_size(run.data, counts))
 
 
-def _check_batch_fits(batch_size, train_examples):
-  if batch_size > train_examples:
-    raise UserError(f'train.batch_size={batch_size} exceeds the {train_examples} training '
-                    'examples')
+def _check_batch_fits(train, train_examples):
+  """Refuses a batch larger than the training split, and more steps than the int32 step
+  counter holds."""
+  if train.batch_size > train_examples:
+    raise UserError(f'train.batch_size={train.batch_size} exceeds the {train_examples} '
+                    'training examples')
+  steps = pipeline.steps_per_epoch(train_examples, train.batch_size) * train.num_epochs
+  if steps >= 2 ** 31:
+    raise UserError(f'train.num_epochs={train.num_epochs} makes {steps} steps of '
+                    f'{train.batch_size} of the {train_examples} training examples; expected '
+                    'fewer than 2^31')
 
 
 def check_target(spec, mean):
