@@ -11,6 +11,7 @@ from gaze_jax.errors import UserError
 from gaze_jax.experiments import sweep
 from gaze_jax.metrics import imperceptibility
 from gaze_jax.training import loop
+from gaze_jax.workdir import rundir
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SWEEPS = os.path.join(HERE, '..', 'gaze_jax', 'configs', 'sweeps')
@@ -18,7 +19,8 @@ WANET = config_lib.validate(wanet.get_config())
 # Tiny runs (~3 steps); 8 x 0.25 = 2 backdoor + 4 noise samples per batch.
 TINY = {'train.batch_size': 8, 'train.num_epochs': 1, 'model.conv_impl': 'xla',
         'attack.pc': 0.25, 'eval.batch_size': 8}
-GRID = [{'wanet.k': 4, 'wanet.s': 0.5}, {'wanet.k': 4, 'wanet.s': 1.0}]
+GRID = [{'wanet.k': 4, 'wanet.s': 0.5}, {'wanet.k': 4, 'wanet.s': 1.0},
+        {'train.num_epochs': 2}]  # The last needs a control trained for 2 epochs too.
 
 
 @pytest.mark.parametrize('name,points,keys', [
@@ -44,9 +46,16 @@ def test_point_names():
   assert sweep.point_name({'attack.seed': 1, 'wanet.seed': 2}) == 'attack.seed=1,wanet.seed=2'
 
 
-def test_check_grid_refuses_what_the_shared_control_cannot_serve():
-  with pytest.raises(UserError, match='outside'):
-    sweep.check_grid(WANET, [{'train.learning_rate': 1e-4}])
+def test_points_outside_the_attack_get_a_control_trained_the_same_way():
+  assert sweep.control_dir_name({'wanet.s': 1.0, 'attack.pc': 0.2}) == 'clean'
+  assert sweep.control_dir_name({'wanet.s': 1.0, 'train.num_epochs': 20}) == \
+      'clean,num_epochs=20'
+  assert sweep.control_overrides({'task.kind': 'classification', 'wanet.k': 8}) == {
+      'task.kind': 'classification'}
+
+
+def test_check_grid_refuses_what_cannot_run():
+  sweep.check_grid(WANET, [{'train.learning_rate': 1e-4}])  # Valid: it gets its own control.
   with pytest.raises(UserError, match='repeat'):
     sweep.check_grid(WANET, [{'wanet.s': 0.5}, {'wanet.s': 0.5}])
   with pytest.raises(UserError, match='no points'):
@@ -73,10 +82,12 @@ def tiny_config(tiny_data_config):
 def test_tiny_sweep_runs_skips_and_aggregates(tiny_config, tmp_path, monkeypatch):
   workdir = str(tmp_path / 'sweep')
   rows, report_path = sweep.run(tiny_config, GRID, workdir, name='tiny', show_progress=False)
-  names = ['k=4,s=0.5', 'k=4,s=1']
+  names = ['k=4,s=0.5', 'k=4,s=1', 'num_epochs=2']
   assert [r['point'] for r in rows] == names
-  for name in names + ['clean']:
+  for name in names + ['clean', 'clean,num_epochs=2']:
     assert os.path.exists(os.path.join(workdir, name, 'results.json'))
+  assert rundir.read_results(os.path.join(workdir, 'clean,num_epochs=2'))['steps'] == 6
+  assert rundir.read_results(os.path.join(workdir, 'clean'))['steps'] == 3
   with open(os.path.join(workdir, 'sweep.csv'), newline='') as f:
     reader = csv.DictReader(f)
     table = list(reader)
@@ -86,7 +97,7 @@ def test_tiny_sweep_runs_skips_and_aggregates(tiny_config, tmp_path, monkeypatch
   for metric in ['clean_error', 'backdoor_error', 'noise_error'] + thresholds:
     assert metric in columns and 'control_' + metric in columns
   assert set(imperceptibility.METRICS) <= set(columns)
-  assert [r['wanet.s'] for r in table] == ['0.5', '1.0']
+  assert [r['wanet.s'] for r in table] == ['0.5', '1.0', '']
   assert float(table[1]['displacement_max_px']) > float(table[0]['displacement_max_px'])
   text = open(report_path).read()
   assert '## 4. Sweep: tiny' in text and '](sweep.png)' in text
@@ -103,7 +114,7 @@ def test_tiny_sweep_runs_skips_and_aggregates(tiny_config, tmp_path, monkeypatch
   monkeypatch.setattr(loop, 'train_and_evaluate', spy)
   csv_before = open(os.path.join(workdir, 'sweep.csv')).read()
   sweep.run(tiny_config, GRID, workdir, name='tiny', show_progress=False)
-  assert trained == ['clean']  # The control is only restored (already finished).
+  assert trained == ['clean', 'clean,num_epochs=2']  # Only restored (already finished).
   assert open(os.path.join(workdir, 'sweep.csv')).read() == csv_before
 
   # A point without results.json (interrupted) goes back to train_and_evaluate, which
@@ -111,7 +122,7 @@ def test_tiny_sweep_runs_skips_and_aggregates(tiny_config, tmp_path, monkeypatch
   os.remove(os.path.join(workdir, names[1], 'results.json'))
   trained.clear()
   sweep.run(tiny_config, GRID, workdir, name='tiny', show_progress=False)
-  assert trained == ['clean', names[1]]
+  assert trained == ['clean', names[1], 'clean,num_epochs=2']
   assert open(os.path.join(workdir, 'sweep.csv')).read() == csv_before
 
   # Another base config in the same workdir is refused, not mixed in.
