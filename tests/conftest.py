@@ -11,6 +11,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from gaze_jax.configs import clean
+from gaze_jax.configs import wanet
 from gaze_jax.data import release
 from gaze_jax.models import lowering
 
@@ -33,3 +34,15 @@ def tiny_data_config(tmp_path_factory):
 @pytest.fixture(scope='session')
 def tiny_release(tiny_data_config):
   return release.synthetic_release(tiny_data_config)
+
+
+@pytest.fixture
+def tiny_step_config():
+  """configs/wanet.py sized for one-step tests: 32 px, the plain lowering, batch 8 with 2
+  backdoor rows (pc 0.25). A fresh copy each time."""
+  config = wanet.get_config()
+  config.data.image_size = 32
+  config.model.conv_impl = 'xla'
+  config.train.batch_size = 8
+  config.attack.pc = 0.25
+  return config

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from gaze_jax import config as config_lib
-from gaze_jax.configs import wanet
 from gaze_jax.data import classes
 from gaze_jax.data import device
 from gaze_jax.metrics import classification
@@ -75,13 +74,9 @@ def test_attack_success_and_accuracies_by_hand():
   assert cells['cell_radius'] == pytest.approx(radius, rel=1e-6)
 
 
-def test_one_classification_step_learns_a_repeated_batch():
-  config = wanet.get_config()
-  config.data.image_size = 32
-  config.model.conv_impl = 'xla'
-  config.train.batch_size = 8
+def test_one_classification_step_learns_a_repeated_batch(tiny_step_config):
+  config = tiny_step_config
   config.train.warmup_epochs = 0
-  config.attack.pc = 0.25
   config.task.kind = 'classification'
   run = config_lib.validate(config)
   state, trigger = init.initial_state(run, steps_per_epoch=10)

@@ -6,6 +6,7 @@ import pytest
 
 from gaze_jax.configs import clean
 from gaze_jax.configs import mpii224
+from gaze_jax.configs import study
 from gaze_jax.configs import wanet
 from gaze_jax.configs import wanet_strong
 from gaze_jax import config as config_lib
@@ -13,6 +14,8 @@ from gaze_jax.errors import ConfigError
 
 
 def test_shipped_configs_are_valid():
+  assert [name for name, _ in config_lib.validate(study.get_config()).experiment.arms] == [
+      'official', 'strong']
   config_lib.validate(clean.get_config())
   config_lib.validate(wanet.get_config())
   config_lib.validate(wanet_strong.get_config())

@@ -6,7 +6,6 @@ import sys
 import jax
 import numpy as np
 
-from gaze_jax.configs import wanet
 from gaze_jax import config as config_lib
 from gaze_jax import geometry
 from gaze_jax.attacks import poisoning
@@ -19,17 +18,8 @@ from gaze_jax.training import steps
 SCRIPT = os.path.join(os.path.dirname(__file__), 'scripts', 'steps_on_devices.py')
 
 
-def tiny_config():
-  config = wanet.get_config()
-  config.data.image_size = 32
-  config.model.conv_impl = 'xla'
-  config.train.batch_size = 8
-  config.attack.pc = 0.25
-  return config
-
-
-def test_one_step_updates_params_and_reduces_loss_on_repeated_batch():
-  config = tiny_config()
+def test_one_step_updates_params_and_reduces_loss_on_repeated_batch(tiny_step_config):
+  config = tiny_step_config
   config.train.learning_rate = 1e-3
   config.train.warmup_epochs = 0
   run = config_lib.validate(config)
@@ -61,10 +51,10 @@ def test_eight_devices_equal_one_device(tmp_path):
     np.testing.assert_allclose(eight[name], one[name], rtol=2e-4, atol=2e-5, err_msg=name)
 
 
-def test_per_role_metrics_on_a_batch_with_known_roles():
+def test_per_role_metrics_on_a_batch_with_known_roles(tiny_step_config):
   """8 rows, pc 0.25, cross_ratio 1: 2 backdoor, 2 noise, 4 clean rows, each role's loss and
   error recomputed here from the model's own predictions on the poisoned batch."""
-  config = tiny_config()
+  config = tiny_step_config
   config.attack.cross_ratio = 1.0
   run = config_lib.validate(config)
   state, trigger = init.initial_state(run, steps_per_epoch=10)
@@ -90,10 +80,10 @@ def test_per_role_metrics_on_a_batch_with_known_roles():
   np.testing.assert_allclose(np.asarray(labels)[:2], [run.attack.target_gaze] * 2)
 
 
-def test_flips_come_before_poisoning():
+def test_flips_come_before_poisoning(tiny_step_config):
   """With flips on, backdoor rows carry the target itself (never its mirror) and the
   trigger applied to the (possibly flipped) clean image."""
-  config = tiny_config()
+  config = tiny_step_config
   run = config_lib.validate(config)
   trigger = triggers.make_trigger(run.attack, 32)
   rng = np.random.default_rng(4)

@@ -14,9 +14,10 @@ face. The six landmarks in the label are the projected eye and mouth corners, i.
 the true corners of the rendered shapes. Lighting gradients, sensor noise and blur
 vary per sample. `texture` > 0 adds fine detail at pixel scale (skin grain and hair
 strands that move with the head, lashes, stronger sensor noise): a warp trigger changes
-little on flat shading, so how much texture the faces carry is a factor of the study. Shapes are drawn anti-aliased from signed distances, vectorized over
-a batch; features only within windows around them. Output depends only on the
-arguments; files are written a person at a time.
+little on flat shading, so how much texture the faces carry is a factor of the study.
+Shapes are drawn anti-aliased from signed distances, vectorized over a batch; features
+only within windows around them. Output depends only on the arguments; files are written a
+person at a time.
 """
 import argparse
 import os

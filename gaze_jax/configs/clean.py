@@ -36,7 +36,7 @@ def get_config():
                                   # the official WaNet code's ResNet for images <= 64 px).
   m.dtype = 'float32'             # Compute dtype: 'float32' (CPU) or 'bfloat16' (GPU/TPU).
   m.conv_impl = 'im2col'          # 'im2col' (fast on CPU) or 'xla' (plain nn.Conv); same params.
-  m.init_from = ''                # torchvision ResNet-18 weights (.safetensors or .pth); '' = random.
+  m.init_from = ''                # torchvision ResNet-18 weights (.safetensors/.pth); '' = random.
 
   c.train = t = ml_collections.ConfigDict()
   t.batch_size = 32               # Global batch, split over all devices of all hosts.

@@ -35,7 +35,8 @@ MODEL_COLUMNS = (('clean_error', 'clean error (°)'), ('study_clean_error', 'stu
                  ('study_backdoor_error', 'study backdoor (°)'),
                  ('collapse_backdoor_error', 'collapse baseline (°)'),
                  ('backdoor_spread', 'triggered spread (°)'), ('noise_error', 'noise error (°)'))
-PAIRED_COLUMNS = (('clean_error', 'Δ clean error (°)'), ('backdoor_error', 'Δ backdoor error (°)'),
+PAIRED_COLUMNS = (('clean_error', 'Δ clean error (°)'),
+                  ('backdoor_error', 'Δ backdoor error (°)'),
                   ('asr@5', 'Δ ASR@5° (points)'), ('noise_error', 'Δ noise error (°)'))
 SETTINGS = ('k', 's', 'grid_rescale', 'patch_fraction', 'position', 'alpha')  # Trigger knobs.
 STEALTH_COLUMNS = (('psnr', 'PSNR (dB)'), ('ssim', 'SSIM'), ('mse', 'MSE'), ('linf', 'L∞'),
@@ -191,7 +192,8 @@ def _cell(value, digits=2):
   """A table cell of a number, or of [mean, std] over seeds ('m ± s'; 'm' without spread)."""
   if isinstance(value, (list, tuple)):
     mean, std = value
-    return _fmt(mean, digits) if _fmt(std) == '–' else f'{_fmt(mean, digits)} ± {_fmt(std, digits)}'
+    spread = '' if _fmt(std) == '–' else f' ± {_fmt(std, digits)}'
+    return _fmt(mean, digits) + spread
   return _fmt(value, digits)
 
 
@@ -278,7 +280,8 @@ def _task_comparison(rows, keys, base_task):
                         (None, '')) or 'base config'
     by_setting.setdefault(setting, {})[r.get('task.kind') or base_task] = r
   header = ['setting', 'regressor ASR@5° (%)', 'regressor cell ASR (%)',
-            'control cell ASR (%)', 'regressor Δ clean error (°)', 'classifier attack success (%)',
+            'control cell ASR (%)', 'regressor Δ clean error (°)',
+            'classifier attack success (%)',
             'control attack success (%)', 'classifier Δ clean acc (points)', 'PSNR (dB)']
   table = []
   for setting, tasks in by_setting.items():
@@ -322,7 +325,8 @@ def _published(models, stealth, config):
       continue
     asr = ', '.join(f'ASR@{k[4:]}° {_cell(p[k], 1)} %' for k in tables.asr_keys(p))
     text.append(f"\nHere, {name} ({provenance(config)}): clean error "
-                f"{_cell(p.get('clean_error'))}°, backdoor error {_cell(p.get('backdoor_error'))}°,"
+                f"{_cell(p.get('clean_error'))}°, backdoor error "
+                f"{_cell(p.get('backdoor_error'))}°,"
                 f" {asr}, noise error {_cell(p.get('noise_error'))}°.")
   quality_rows = []
   for kind, (psnr, ssim, lpips) in CIFAR10_QUALITY.items():
