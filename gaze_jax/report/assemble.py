@@ -66,7 +66,7 @@ def write_report(workdir):
                  if r['kind'] == 'train'] for name in names}
   figs['role_curves'] = _save(figures.role_curves(logs), workdir, 'role_curves')
   measured = results['per_seed'][0]['arms']
-  if arms:
+  if arms and 'asr_curves' in measured[arms[0]]:  # The regressor's gaze curves.
     figs['asr_curve'] = _save(figures.asr_curves(
         {f'{arm}: {role}': (measured[arm]['asr_curves']['taus'], measured[arm]['asr_curves'][role])
          for arm in arms for role in ('poisoned', 'control')},

@@ -4,6 +4,7 @@ import numpy as np
 from gaze_jax.metrics import imperceptibility
 
 ERRORS = ('clean_error', 'backdoor_error', 'noise_error')
+ACCURACIES = ('clean_accuracy', 'attack_success', 'noise_accuracy')  # The classifier's, %.
 
 
 def asr_keys(metrics):
@@ -14,16 +15,17 @@ def asr_keys(metrics):
 def ordered(metrics):
   """Metrics in one order whether fresh or read back (JSON files sort their keys): errors,
   imperceptibility, ASRs by threshold, then the rest by name."""
-  first = [k for k in ERRORS + imperceptibility.METRICS if k in metrics]
+  first = [k for k in ERRORS + ACCURACIES + imperceptibility.METRICS if k in metrics]
   asr = asr_keys(metrics)
   rest = sorted(set(metrics) - set(first) - set(asr))
   return {k: metrics[k] for k in first + asr + rest}
 
 
 def format_table(models):
-  """A plain-text table: one row per model, one column per metric (degrees, ASR in %)."""
+  """A plain-text table: one row per model, one column per metric (degrees; ASR and the
+  classifier's accuracies in %)."""
   columns = [k for k in ordered({k: None for m in models.values() for k in m})
-             if k in ERRORS or k.startswith('asr@')]
+             if k in ERRORS + ACCURACIES or k.startswith('asr@')]
   rows = [['model'] + columns]
   for name, metrics in models.items():
     rows.append([name] + [_fmt(metrics.get(c)) for c in columns])
