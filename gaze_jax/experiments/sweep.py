@@ -126,6 +126,10 @@ def run(run_spec, grid, workdir, name=None, show_progress=True):
   section['figure'] = 'sweep.png'
   figures.save(figures.frontier(section['rows']), os.path.join(workdir, 'frontier.png'))
   section['frontier'] = 'frontier.png'
+  if 'task.kind' in section['keys']:
+    figures.save(figures.task_comparison(markdown.by_task(
+        section['rows'], section['keys'], run_spec.task.kind)), os.path.join(workdir, 'tasks.png'))
+    section['tasks'] = 'tasks.png'
   path = markdown.write(os.path.join(workdir, 'report.md'), {
       'title': f'Sweep {name}: WaNet backdoor on a ResNet-18 gaze regressor',
       'config': run_spec.config, 'counts': section['counts'], 'sweeps': {name: section}})

@@ -348,3 +348,35 @@ def frontier(rows):
     ax.legend(fontsize='small')
   fig.suptitle('Attack success against imperceptibility, each point a trained model')
   return fig
+
+
+def task_comparison(settings):
+  """Attack success of the regressor and the classifier, setting by setting.
+
+  Args:
+    settings: {setting label: {'regression': row, 'classification': row}} of sweep.csv rows
+      (either task may be missing for a setting).
+  """
+  series = (('regression', 'asr@5', 'regressor: ASR@5°'),
+            ('regression', 'cell_asr', "regressor: prediction in the target's class"),
+            ('classification', 'attack_success', 'classifier: attack success'))
+  fig = _figure(max(6.4, 1.1 * len(settings) + 2), 4.4)
+  ax = fig.subplots()
+  labels = list(settings)
+  for task, metric, name in series:
+    colour = None
+    for prefix, style in (('', '-'), ('control_', ':')):
+      values = [_number(settings[s].get(task, {}).get(prefix + metric)) for s in labels]
+      if not np.isfinite(values).any():
+        continue
+      line, = ax.plot(labels, values, marker='o', linestyle=style, color=colour,
+                      label=name + (' (clean control)' if prefix else ''))
+      colour = line.get_color()
+  ax.set_ylabel('attack success (%)')
+  ax.set_ylim(-2, 102)
+  ax.set_xlabel('trigger setting')
+  ax.tick_params(axis='x', labelrotation=30, labelsize='small')
+  ax.set_title('Regression against classification: the same faces, triggers and budget')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize='small')
+  return fig

@@ -52,7 +52,8 @@ def read_sweep(sweep_dir, report_dir):
   with open(os.path.join(sweep_dir, 'sweep.csv'), newline='') as f:
     section['rows'] = list(csv.DictReader(f))
   section['csv'] = os.path.relpath(os.path.join(sweep_dir, 'sweep.csv'), report_dir)
-  for key, name in (('figure', 'sweep.png'), ('frontier', 'frontier.png')):
+  for key, name in (('figure', 'sweep.png'), ('frontier', 'frontier.png'),
+                    ('tasks', 'tasks.png')):
     if os.path.exists(os.path.join(sweep_dir, name)):
       section[key] = os.path.relpath(os.path.join(sweep_dir, name), report_dir)
   return section
@@ -264,21 +265,26 @@ def _sweep(name, sweep):
           f"[{sweep['csv']}]({sweep['csv']}).\n",
           _table(['point'] + [label for _, label in columns], table)]
   if 'task.kind' in keys:
-    text.append(_task_comparison(rows, [k for k in keys if k != 'task.kind'],
-                                 config['task']['kind']))
-  for figure in ('figure', 'frontier'):
+    text.append(_task_comparison(by_task(rows, keys, config['task']['kind'])))
+  for figure in ('figure', 'frontier', 'tasks'):
     if sweep.get(figure):
       text.append(f"\n![sweep {name} {figure}]({sweep[figure]})\n")
   return '\n'.join(text)
 
 
-def _task_comparison(rows, keys, base_task):
-  """Regressor and classifier side by side, per setting of the other keys."""
-  by_setting = {}
+def by_task(rows, keys, base_task):
+  """{setting of the keys other than task.kind: {task: row}} of sweep rows."""
+  keys = [k for k in keys if k != 'task.kind']
+  settings = {}
   for r in rows:
     setting = ', '.join(f'{k.split(".")[-1]} = {r[k]}' for k in keys if r.get(k) not in
                         (None, '')) or 'base config'
-    by_setting.setdefault(setting, {})[r.get('task.kind') or base_task] = r
+    settings.setdefault(setting, {})[r.get('task.kind') or base_task] = r
+  return settings
+
+
+def _task_comparison(by_setting):
+  """Regressor and classifier side by side, per setting of the other keys."""
   header = ['setting', 'regressor ASR@5° (%)', 'regressor cell ASR (%)',
             'control cell ASR (%)', 'regressor Δ clean error (°)',
             'classifier attack success (%)',
