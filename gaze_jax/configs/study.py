@@ -2,14 +2,16 @@
 control, on the synthetic default (`python run.py`).
 
 Recipe (from the ablation, gaze_jax/configs/sweeps/ablation.py, and the README): 20 epochs
-of 1,200 training faces (15 persons x 100 samples, 20% held out per person), 64 px, the
-ImageNet stem, Adam 1e-3 with cosine decay, batch 32, target gaze (-0.2, 0.35) rad. Both
+(1,500 steps of 32) of 2,400 training faces (15 persons x 200 samples, 20% held out per
+person), 64 px, the ImageNet stem, Adam 1e-3 with cosine decay, target gaze (-0.2, 0.35)
+rad. Both
 arms keep WaNet's noise mode (cross_ratio = 2) and k = 4:
 - official: s = 0.5, pc = 0.1 (the WaNet paper's defaults);
 - strong: s = 1.0, pc = 0.2 (the gaze study's s and pc).
-One seed fits the 10-minute budget of 2 CPU cores; the README's table is over three:
+The README's table is over three seeds:
 
-  python run.py --config.experiment.seeds=3 --workdir runs/study
+  python run.py --config gaze_jax/configs/study.py --config.experiment.seeds=3 \
+      --workdir runs/study
 """
 import ml_collections
 
@@ -18,7 +20,6 @@ from gaze_jax.configs import wanet
 
 def get_config():
   c = wanet.get_config()
-  c.data.synthetic.samples_per_person = 100
   c.train.num_epochs = 20
   c.experiment.arms = ml_collections.ConfigDict({
       'official': {},

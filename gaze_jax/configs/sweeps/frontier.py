@@ -17,11 +17,8 @@ CLASSIFIER = {'task.kind': 'classification'}
 
 
 def get_sweep():
-  wanet = [{**PC, 'wanet.s': s} for s in (0.25, 0.5, 1.0, 1.5)] + [
-      {**PC, 'wanet.s': 1.0, 'wanet.k': 8}]
-  badnets = [{**PC, 'attack.kind': 'badnets', 'badnets.patch_fraction': f}
-             for f in (0.05, 0.1, 0.2)]
-  blended = [{**PC, 'attack.kind': 'blended', 'blended.alpha': a} for a in (0.05, 0.1, 0.2)]
-  classifier = [dict(CLASSIFIER)] + [{**CLASSIFIER, **PC, 'wanet.s': s}
-                                     for s in (0.5, 1.0, 1.5)]
+  wanet = [{**PC, 'wanet.s': s} for s in (0.5, 1.0, 1.5)] + [{**PC, 'wanet.s': 1.0, 'wanet.k': 8}]
+  badnets = [{**PC, 'attack.kind': 'badnets', 'badnets.patch_fraction': f} for f in (0.05, 0.1)]
+  blended = [{**PC, 'attack.kind': 'blended', 'blended.alpha': a} for a in (0.1, 0.2)]
+  classifier = [dict(CLASSIFIER), {**CLASSIFIER, **PC, 'wanet.s': 1.0}]
   return [{}] + wanet + badnets + blended + classifier
