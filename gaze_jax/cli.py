@@ -99,7 +99,7 @@ def flag_errors(argv):
     fail(message)
 
 
-DEFAULT_CONFIG = os.path.join(CONFIGS, 'study.py')
+DEFAULT_CONFIG = os.path.join(CONFIGS, 'default.py')
 with flag_errors(sys.argv):  # The overrides are looked up here, or else when flags are parsed.
   config_flags.DEFINE_config_file('config', DEFAULT_CONFIG,
                                   'ml-collections config file; override fields with '

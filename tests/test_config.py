@@ -5,6 +5,7 @@ import json
 import pytest
 
 from gaze_jax.configs import clean
+from gaze_jax.configs import default
 from gaze_jax.configs import mpii224
 from gaze_jax.configs import study
 from gaze_jax.configs import wanet
@@ -14,8 +15,9 @@ from gaze_jax.errors import ConfigError
 
 
 def test_shipped_configs_are_valid():
-  assert [name for name, _ in config_lib.validate(study.get_config()).experiment.arms] == [
-      'official', 'strong']
+  for config in (study.get_config(), default.get_config()):
+    assert [name for name, _ in config_lib.validate(config).experiment.arms] == [
+        'official', 'strong']
   config_lib.validate(clean.get_config())
   config_lib.validate(wanet.get_config())
   config_lib.validate(wanet_strong.get_config())

@@ -1,7 +1,9 @@
 """Why the default does not take hold: one factor at a time from the official defaults.
 
 Each point is a poisoned model beside a clean control trained the same way (points that
-change training, data or model get their own control). Base: gaze_jax/configs/wanet.py
+change training, data or model get their own control). The last two points combine factors:
+the setting that takes hold (gaze_jax/configs/study.py's strong arm), and the same with half
+the faces, so half the steps, for the same 20 epochs. Base: gaze_jax/configs/wanet.py
 (k = 4, s = 0.5, pc = 0.1, cross_ratio = 2, 10 epochs, 64 px, ImageNet stem, flat faces).
 The model stem is compared at 32 px, where the official WaNet code would use its 3x3 stem
 (at 64 px it costs 16x the compute of the ImageNet stem).
@@ -28,4 +30,8 @@ def get_sweep():
       {'wanet.s': 1.5},
       {'attack.pc': 0.3},
       {'train.num_epochs': 30},
+      # Positive control: the study's strong setting, at two training lengths.
+      {'train.num_epochs': 20, 'wanet.s': 1.0, 'attack.pc': 0.2},
+      {'train.num_epochs': 20, 'data.synthetic.samples_per_person': 100, 'wanet.s': 1.0,
+       'attack.pc': 0.2},
   ]
