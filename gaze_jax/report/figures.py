@@ -260,32 +260,39 @@ ROLE_STYLES = (('clean', '-'), ('backdoor', '--'), ('noise', ':'))
 
 
 def role_curves(logs):
-  """Training L1 loss and angular error on each role's rows (clean, backdoor, noise) against
-  the step: what the model learns, and when. Backdoor rows are scored against the target.
+  """Training loss and error (the classifier's: accuracy) on each role's rows (clean,
+  backdoor, noise) against the step: what the model learns, and when. Backdoor rows are
+  scored against the target.
 
   Args:
-    logs: {label: metrics.jsonl records of kind 'train'} (keys ROLE_loss, ROLE_error).
+    logs: {label: metrics.jsonl records of kind 'train'} (keys ROLE_loss and ROLE_error
+      or ROLE_accuracy).
   """
   fig = _figure(2 * 5.2, 3.8)
-  loss_ax, error_ax = fig.subplots(1, 2)
-  colours = {}
+  loss_ax, score_ax = fig.subplots(1, 2)
+  colours, score = {}, 'error'
   for label, records in logs.items():
     for role, style in ROLE_STYLES:
-      points = [(r['step'], r[f'{role}_loss'], r[f'{role}_error']) for r in records
-                if f'{role}_loss' in r]
-      if not points:
+      records_of_role = [r for r in records if f'{role}_loss' in r]
+      if not records_of_role:
         continue
-      steps, losses, errors = zip(*points)
-      line, = loss_ax.plot(steps, losses, linestyle=style, color=colours.get(label),
+      score = 'error' if f'{role}_error' in records_of_role[0] else 'accuracy'
+      steps = [r['step'] for r in records_of_role]
+      line, = loss_ax.plot(steps, [r[f'{role}_loss'] for r in records_of_role],
+                           linestyle=style, color=colours.get(label),
                            label=f'{label}: {role} rows')
       colours[label] = line.get_color()
-      error_ax.plot(steps, errors, linestyle=style, color=colours[label])
-  loss_ax.set_ylabel('L1 loss (rad)')
+      score_ax.plot(steps, [r[f'{role}_{score}'] for r in records_of_role], linestyle=style,
+                    color=colours[label])
+  loss_ax.set_ylabel('training loss')
   loss_ax.set_title('Training loss per role of the rows')
-  error_ax.set_ylabel('angular error vs trained label (°)')
-  error_ax.set_title('Training error per role (backdoor rows: vs target)')
-  error_ax.set_yscale('log')
-  for ax in (loss_ax, error_ax):
+  if score == 'error':
+    score_ax.set_ylabel('angular error vs trained label (°)')
+    score_ax.set_yscale('log')
+  else:
+    score_ax.set_ylabel('accuracy on the trained label (%)')
+  score_ax.set_title(f'Training {score} per role (backdoor rows: vs target)')
+  for ax in (loss_ax, score_ax):
     ax.set_xlabel('step')
     ax.grid(alpha=0.3)
   if loss_ax.get_legend_handles_labels()[0]:  # Runs logged before a log step have none.
