@@ -66,7 +66,7 @@ def _section(text, heading):
 
 def test_every_table_renders(data):
   text = markdown.render(data)
-  for heading in ('## Setup', '## 1. Clean vs poisoned model', '## 2. Imperceptibility',
+  for heading in ('## Setup', '## 1. Clean control vs poisoned models', '## 2. Imperceptibility',
                   '## 3. Fine-tuning as a defence', '## 4. Sweep: strength',
                   '## 5. Published results (quoted, not reproduced here)',
                   '## Metric definitions'):
@@ -76,7 +76,7 @@ def test_every_table_renders(data):
   assert '| poisoned | 4.35 | 1.27 | 4.45 | 45.6 | 91.2 | 99.0 |' in models
   assert 'ASR@2° (%)' in models and '![training curves](training_curves.png)' in models
   quality = _section(text, '## 2.')
-  assert '| WaNet | k = 4, s = 0.5, grid_rescale = 1 | 38.25 | 0.9871' in quality
+  assert '| wanet | WaNet | k = 4, s = 0.5, grid_rescale = 1 | 38.25 | 0.9871' in quality
   assert '| BadNets |' in quality and '| Blended |' in quality
   assert '![triggers wanet](triggers_wanet.png)' in quality
   tuning = _section(text, '## 3.')
@@ -84,7 +84,7 @@ def test_every_table_renders(data):
       == ['| 0', '| 1', '| 2']
   assert 'lr 0.0001' in tuning
   sweep = _section(text, '## 4.')
-  assert '| 28 | 1.0 | 4.00 | 1.50 | 4.10 | 21.50 | 80.0 | 36.00 | 0.9800 |' in sweep
+  assert '| k=28,s=1.0 | 4.00 | 1.50 | 21.50 | 80.0 | 36.00 | 0.9800 |' in sweep
   assert '(sweeps/strength/sweep.csv)' in sweep and '(sweeps/strength/sweep.png)' in sweep
 
 
@@ -127,3 +127,35 @@ def test_missing_and_infinite_numbers():
 def test_write(tmp_path, data):
   path = markdown.write(str(tmp_path / 'report.md'), data)
   assert open(path).read() == markdown.render(data)
+
+
+def test_seeds_paired_comparison_and_verdicts(data):
+  data['models'] = {'control vs strong trigger': {'clean_error': [1.93, 0.05],
+                                                  'backdoor_error': [19.5, 0.4]},
+                    'strong': {'clean_error': [2.11, 0.04], 'backdoor_error': [1.1, 0.1],
+                               'asr@5': [99.3, 0.2]}}
+  data['seeds'] = [0, 1, 2]
+  data['paired'] = {'strong': {'backdoor_error': {'mean': -18.4, 'std': 0.5, 'n': 3,
+                                                  'ci95': [-19.6, -17.2]}}}
+  data['verdicts'] = {'strong': 'takes hold by the bar.'}
+  models = _section(markdown.render(data), '## 1.')
+  assert 'mean ± standard deviation over 3 seeds (0, 1, 2' in models
+  assert '| strong | 2.11 ± 0.04 | 1.10 ± 0.10 | 99.3 ± 0.2 |' in models
+  assert '| control vs strong trigger | 1.93 ± 0.05 | 19.50 ± 0.40 | – |' in models
+  assert '| strong | – | -18.40 ± 0.50 [-19.60, -17.20] | – | – |' in models
+  assert '- **strong**: takes hold by the bar.' in models
+
+
+def test_regressor_and_classifier_side_by_side(data):
+  rows = [{'point': 'pc=0.2,s=1', 'attack.pc': '0.2', 'wanet.s': '1.0', 'task.kind': '',
+           'asr@5': '99.0', 'cell_asr': '98.5', 'control_cell_asr': '12.0',
+           'clean_error': '2.1', 'control_clean_error': '1.9', 'psnr': '24.0'},
+          {'point': 'kind=classification,pc=0.2,s=1', 'attack.pc': '0.2', 'wanet.s': '1.0',
+           'task.kind': 'classification', 'attack_success': '97.0',
+           'control_attack_success': '15.0', 'clean_accuracy': '80.0',
+           'control_clean_accuracy': '81.5', 'psnr': '24.0'}]
+  data['sweeps'] = {'frontier': dict(data['sweeps']['strength'], name='frontier', rows=rows,
+                                     keys=['attack.pc', 'wanet.s', 'task.kind'])}
+  sweep = _section(markdown.render(data), '## 4.')
+  assert ('| pc = 0.2, s = 1.0 | 99.0 | 98.5 | 12.0 | 0.20 | 97.0 | 15.0 | -1.5 | 24.00 |'
+          in sweep)

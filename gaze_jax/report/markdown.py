@@ -119,7 +119,7 @@ def _setup(config, counts):
     split = f"leave-one-person-out, person {d['test_person']} held out"
   lines = ['## Setup\n',
            f'- Data: {source}; {split}; images resized to {d["image_size"]} px.',
-           f"- Model: ResNet-18 regressor of (pitch, yaw), L1 loss, {t['optimizer']} "
+           f"- Model: ResNet-18 {_task_text(config)}, {t['optimizer']} "
            f"lr {t['learning_rate']:g} ({t['schedule']}), {_count(t['num_epochs'], 'epoch')}, "
            f"batch {t['batch_size']}, {m['dtype']}, init {m['init_from'] or 'random'}; seed "
            f"{config['seed']}.",
@@ -127,6 +127,14 @@ def _setup(config, counts):
   if counts:
     lines.append(f"- Examples: {counts['train']} training, {counts['test']} held-out.")
   return '\n'.join(lines) + '\n'
+
+
+def _task_text(config):
+  task = config['task']
+  if task['kind'] == 'regression':
+    return 'regressor of (pitch, yaw), L1 loss'
+  return (f"classifier of {task['bins']} × {task['bins']} gaze-direction classes, "
+          'cross-entropy')
 
 
 def _attack_text(config):
@@ -363,7 +371,8 @@ def _published(models, stealth, config):
            'degrees, not the 3-D angular error used here: for small errors the 3-D error is '
            'about sqrt(Δpitch² + cos²(pitch)·Δyaw²), so the two agree for near-frontal gaze '
            'and the 3-D error is up to 1 − cos(pitch) smaller elsewhere (2 % at 11° pitch, '
-           '17 % at 34°); the tables compare in size, not digit for digit. The warp moves '
+           '17 % at 34°): compare it with the *study* columns of section 1, which use its '
+           'metric. The warp moves '
            'pixels by about s·|noise|/2 px whatever the image size, so a given s is '
            f'relatively about {224 / size:.1f}× stronger at {size} px than at 224 px.\n']
   return '\n'.join(text)
@@ -377,6 +386,13 @@ METRIC_NOTES = """## Metric definitions
   theirs equals the clean error).
 - ASR at τ: the share of triggered held-out faces predicted within τ degrees of the target,
   counting only faces whose true gaze is not already within τ of it.
+- Study errors: sqrt(Δpitch² + Δyaw²) in degrees, the published gaze study's metric.
+- Collapse baseline: the backdoor error of predicting the training mean gaze on every face;
+  triggered spread: the mean angle of the triggered predictions from their mean direction.
+- Classifier (bins × bins direction classes, equal-count edges from the training split):
+  clean accuracy, attack success (triggered faces not of the target class classified as it)
+  and noise accuracy, in %; the regressor's cell ASR counts its triggered predictions that
+  land in the target's class.
 - PSNR, SSIM (Gaussian window 11, σ 1.5, dm-pix), MSE and L∞ compare each clean image with
   its triggered version in [0, 1]; displacement is the WaNet warp's per-pixel shift in pixels.
 """
