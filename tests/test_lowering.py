@@ -42,9 +42,12 @@ CONV_CASES = [
 
 
 # conv2d's code paths: XLA's convolutions with XLA's weight gradient (what it does with
-# Eigen convolutions) or a chunked weight-gradient loop (with YNNPACK's), and im2col +
-# matmul (col2im for the input gradient) with a one-chunk weight gradient.
+# Eigen convolutions) or a chunked weight-gradient loop (with YNNPACK's), im2col + matmul
+# (col2im for the input gradient) with a one-chunk weight gradient, and the matmuls-only
+# lowering of bfloat16 models (`_MATMUL_DTYPES`), here in float32 so that it must match
+# nn.Conv to float32 rounding.
 PATHS = {
+    'matmuls': dict(_MATMUL_DTYPES=(jnp.float32, jnp.bfloat16), _MATMUL_MIN_CHANNELS=0),
     'xla_conv': dict(_IM2COL_MAX_PIXELS=0, _COL2IM_MAX_PIXELS=0,
                      _ynn_convolutions=lambda: False),
     'xla_conv_chunked_grad': dict(_IM2COL_MAX_PIXELS=0, _COL2IM_MAX_PIXELS=0, _CHUNK_BYTES=1,
@@ -60,12 +63,10 @@ def conv_path(request, monkeypatch):
     monkeypatch.setattr(lowering, name, value)
 
 
-@pytest.mark.usefixtures('conv_path')
-@pytest.mark.parametrize('kernel,strides,padding,use_bias', CONV_CASES)
-def test_conv_matches_nn_conv(kernel, strides, padding, use_bias):
-  x = jax.random.normal(jax.random.key(0), (3, 9, 10, 5))
-  ref = nn.Conv(6, kernel, strides, padding=padding, use_bias=use_bias)
-  ours = lowering.Im2ColConv(6, kernel, strides, padding=padding, use_bias=use_bias)
+def check_conv_matches_nn_conv(x, features, kernel, strides, padding, use_bias):
+  """Im2ColConv's params, outputs and gradients against nn.Conv's."""
+  ref = nn.Conv(features, kernel, strides, padding=padding, use_bias=use_bias)
+  ours = lowering.Im2ColConv(features, kernel, strides, padding=padding, use_bias=use_bias)
   variables = ref.init(jax.random.key(1), x)
   # Same names, shapes and initial values from the same key.
   assert_trees_close(ours.init(jax.random.key(1), x), variables, 0.0)
@@ -78,6 +79,22 @@ def test_conv_matches_nn_conv(kernel, strides, padding, use_bias):
   assert_trees_close(ours.apply(variables, x), ref.apply(variables, x), 1e-5)
   grads = jax.jit(jax.grad(loss(ours), argnums=(0, 1)))(variables, x)
   assert_trees_close(grads, jax.grad(loss(ref), argnums=(0, 1))(variables, x), 1e-5)
+
+
+@pytest.mark.usefixtures('conv_path')
+@pytest.mark.parametrize('kernel,strides,padding,use_bias', CONV_CASES)
+def test_conv_matches_nn_conv(kernel, strides, padding, use_bias):
+  x = jax.random.normal(jax.random.key(0), (3, 9, 10, 5))
+  check_conv_matches_nn_conv(x, 6, kernel, strides, padding, use_bias)
+
+
+@pytest.mark.usefixtures('conv_path')
+@pytest.mark.parametrize('strides', [1, 2])
+def test_conv_matches_nn_conv_on_tiny_maps(strides):
+  """Fewer output pixels than filters (ResNet's last stage): the matmul lowering's
+  transposed forms of both gradients."""
+  x = jax.random.normal(jax.random.key(0), (2, 2, 2, 8))
+  check_conv_matches_nn_conv(x, 24, (3, 3), strides, ((1, 1), (1, 1)), False)
 
 
 @pytest.mark.usefixtures('conv_path')

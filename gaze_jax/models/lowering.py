@@ -32,6 +32,15 @@ _DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
 _IM2COL_MAX_PIXELS = 9    # Forward: im2col + matmul up to 3x3 output maps.
 _COL2IM_MAX_PIXELS = 25   # Input gradient: matmul + col2im up to 5x5 output maps.
 _CHUNK_BYTES = 8 * 2**20  # Patch-matrix bytes per chunk of the chunked weight gradient.
+# Compute dtypes in which every convolution, and its gradients, is lowered to matmuls:
+# XLA:CPU computes a bfloat16 convolution in float32 between converts, while its bfloat16
+# matmuls with float32 accumulation run at 2-3x the float32 matmul's rate (`_dot`).
+_MATMUL_DTYPES = (jnp.bfloat16,)
+# Except for convolutions of fewer input channels (the stem's RGB: XLA's were as fast
+# forward, 3x faster for the weight gradient) or larger patch matrices (at 224 px the 115 MB
+# of layer1's cost more memory traffic than its bfloat16 matmuls saved; 29 MB paid).
+_MATMUL_MIN_CHANNELS = 16
+_MATMUL_MAX_PATCH_BYTES = 32 * 2**20
 # Hands XLA:CPU's convolutions to Eigen instead of YNNPACK (jax 0.10's default), which ran
 # the 64-channel convolutions on one of 2 cores and weight gradients 3-5x slower than Eigen.
 EIGEN_CONVOLUTIONS_FLAG = '--xla_cpu_experimental_ynn_fusion_type=-individual_convolution'
@@ -115,10 +124,21 @@ def _untap(tap_grads, x_shape, window, strides, pads):
   return total
 
 
+def _moved(fn, x):
+  """`fn` (pads, slices, concatenations: data movement only) of `x`; of bfloat16 `x` through
+  its 16-bit patterns, as XLA:CPU moves bfloat16 data through float32 and back, which took
+  longer than the matmuls that consume it (13 vs 1 ms for a 3x3 im2col at 16x16x64)."""
+  if x.dtype != jnp.bfloat16:
+    return fn(x)
+  return lax.bitcast_convert_type(fn(lax.bitcast_convert_type(x, jnp.uint16)), jnp.bfloat16)
+
+
 def _patches(x, window, strides, pads):
   """im2col: (N, Ho, Wo, kh * kw * C), patch features ordered (kh, kw, C) like HWIO."""
-  taps = _taps(x, window, strides, pads)
-  return taps[0] if len(taps) == 1 else jnp.concatenate(taps, axis=-1)
+  def gather(v):  # Zero padding: the bits of 0.0 are 0 in every float format.
+    taps = _taps(v, window, strides, pads, 0)
+    return taps[0] if len(taps) == 1 else jnp.concatenate(taps, axis=-1)
+  return _moved(gather, x)
 
 
 def _xla_conv(x, kernel, strides, pads):
@@ -126,41 +146,110 @@ def _xla_conv(x, kernel, strides, pads):
                                   dimension_numbers=_DIMENSION_NUMBERS)
 
 
-def _weight_grad(x, dy, window, strides, pads):
-  """dL/dkernel as matmuls, accumulated over chunks of images whose patches stay in cache.
+def _matmul_lowering(x, window, out_hw):
+  """Whether the convolution of NHWC `x` with a `window` kernel and `out_hw` output maps is
+  lowered to matmuls (`_MATMUL_DTYPES`, `_MATMUL_MIN_CHANNELS`, `_MATMUL_MAX_PATCH_BYTES`)."""
+  patch_bytes = (x.shape[0] * out_hw[0] * out_hw[1] * window[0] * window[1] * x.shape[3] *
+                 x.dtype.itemsize)
+  return (any(x.dtype == d for d in _MATMUL_DTYPES) and x.shape[3] >= _MATMUL_MIN_CHANNELS
+          and patch_bytes <= _MATMUL_MAX_PATCH_BYTES)
 
-  Each chunk adds dy_chunk^T (F, M) x patches_chunk (M, K); the (F, K) sum is float32.
+
+def _dot(a, b):
+  """(..., K) x (K, F) -> (..., F), accumulated and returned in float32.
+
+  This is the one form in which XLA:CPU (jax 0.10) multiplies bfloat16 operands as bfloat16
+  (its YNNPACK matmul, on AMX where the CPU has it); with a transposed operand or a bfloat16
+  result it converts both operands to float32 first.
+  """
+  return lax.dot_general(a, b, (((a.ndim - 1,), (0,)), ((), ())),
+                         preferred_element_type=jnp.float32)
+
+
+def _rows_last(x):
+  """(N, H, W, C) -> (C, N * H * W), transposed in memory: XLA folds a plain transpose into
+  the matmul that consumes it, which then leaves `_dot`'s fast form. (Unlike pads and
+  slices, XLA:CPU transposes bfloat16 10x faster than its 16-bit patterns.)"""
+  return jnp.transpose(x, (3, 0, 1, 2)).reshape(x.shape[3], -1)
+
+
+def _kernel_rows(kernel, dtype):
+  """HWIO (kh, kw, C, F) -> (F, kh * kw * C) in `dtype`, transposed in memory (see
+  `_rows_last`) before the cast: XLA:CPU transposes bfloat16 through float32."""
+  return jnp.transpose(kernel, (3, 0, 1, 2)).reshape(kernel.shape[3], -1).astype(dtype)
+
+
+def _weight_grad(x, dy, window, strides, pads):
+  """dL/dkernel (float32) as matmuls, accumulated over chunks of images whose patches stay
+  in cache (float32 only).
+
+  Each chunk adds dy_chunk^T (F, M) x patches_chunk (M, K); the (F, K) sum is float32. For
+  matmul dtypes the operands are transposed in memory, so the matmul keeps `_dot`'s fast
+  form: dy, or with fewer output pixels than filters (tiny maps) the patch matrix, giving
+  patches^T (K, M) x dy (M, F), which needs no transpose of the (larger) product.
   """
   n, c, f = x.shape[0], x.shape[-1], dy.shape[-1]
   k = window[0] * window[1] * c
+  matmul = _matmul_lowering(x, window, dy.shape[1:3])
+  patches_first = matmul and dy.size // f < f
   bytes_per_image = dy.shape[1] * dy.shape[2] * k * x.dtype.itemsize
-  chunk = max(d for d in range(1, n + 1)
-              if n % d == 0 and (d == 1 or d * bytes_per_image <= _CHUNK_BYTES))
+  chunk = n if matmul else max(  # bfloat16 matmuls were as fast unchunked, at 224 px too.
+      d for d in range(1, n + 1)
+      if n % d == 0 and (d == 1 or d * bytes_per_image <= _CHUNK_BYTES))
 
   def chunk_grad(start):
     xb = lax.dynamic_slice_in_dim(x, start, chunk)
     dyb = lax.dynamic_slice_in_dim(dy, start, chunk)
-    patches = _patches(xb, window, strides, pads).reshape(-1, k)
-    return jnp.dot(dyb.reshape(-1, f).T, patches, preferred_element_type=jnp.float32)
+    patches = _patches(xb, window, strides, pads)
+    if patches_first:
+      return _dot(_rows_last(patches), dyb.reshape(-1, f))
+    if matmul:
+      return _dot(_rows_last(dyb), patches.reshape(-1, k))
+    return jnp.dot(dyb.reshape(-1, f).T, patches.reshape(-1, k),
+                   preferred_element_type=jnp.float32)
 
+  shape = (k, f) if patches_first else (f, k)
   if chunk == n:
     grad = chunk_grad(0)
   else:
     grad = lax.fori_loop(0, n // chunk, lambda i, acc: acc + chunk_grad(i * chunk),
-                         jnp.zeros((f, k), jnp.float32))
-  return grad.T.reshape(window + (c, f))
+                         jnp.zeros(shape, jnp.float32))
+  if patches_first:
+    return grad.reshape(window + (c, f))
+  return jnp.transpose(grad.reshape((f,) + window + (c,)), (1, 2, 3, 0))
+
+
+def _input_grad_matmul(x_shape, kernel, dy, strides, pads):
+  """dL/dx (float32) as a matmul in dy's dtype + col2im; `kernel` is the (wider) parameter.
+
+  Each output pixel's patch gradient, dy (M, F) x kernel^T (F, K), is summed back onto the
+  input. With fewer output pixels than filters (the last stages' tiny maps) it is computed
+  as kernel (K, F) x dy^T (F, M) instead, which transposes dy and the (K, M) product rather
+  than the larger kernel. (col2im beat im2col of dy with the flipped kernel at every shape.)
+  """
+  kh, kw, c, f = kernel.shape
+  if dy.shape[0] * dy.shape[1] * dy.shape[2] < f:
+    product = _dot(kernel.reshape(-1, f).astype(dy.dtype), _rows_last(dy))  # (K, M)
+    dpatches = jnp.transpose(product.reshape((kh * kw, c) + dy.shape[:3]), (2, 3, 4, 0, 1))
+  else:
+    dpatches = _dot(dy, _kernel_rows(kernel, dy.dtype)).reshape(dy.shape[:3] + (kh * kw, c))
+  return _untap([dpatches[..., t, :] for t in range(kh * kw)], x_shape, (kh, kw), strides, pads)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def conv2d(x, kernel, strides, pads):
-  """NHWC x HWIO convolution without dilation or groups: `lax.conv_general_dilated`'s value."""
-  out_hw = _out_hw(x.shape[1:3], kernel.shape[:2], strides, pads)
-  if out_hw[0] * out_hw[1] > _IM2COL_MAX_PIXELS:
-    return _xla_conv(x, kernel, strides, pads)
+  """NHWC x HWIO convolution without dilation or groups: `lax.conv_general_dilated`'s value.
+
+  Computed in x.dtype; `kernel` may be wider (float32 parameters of a bfloat16 model): it is
+  cast inside, so its gradient is accumulated and returned in its own dtype, unrounded.
+  """
   kh, kw, c, f = kernel.shape
+  kernel = kernel.astype(x.dtype)
+  out_hw = _out_hw(x.shape[1:3], (kh, kw), strides, pads)
+  if out_hw[0] * out_hw[1] > _IM2COL_MAX_PIXELS and not _matmul_lowering(x, (kh, kw), out_hw):
+    return _xla_conv(x, kernel, strides, pads)
   patches = _patches(x, (kh, kw), strides, pads)
-  y = jnp.dot(patches.reshape(-1, kh * kw * c), kernel.reshape(-1, f))
-  return y.reshape(patches.shape[:3] + (f,))
+  return _dot(patches, kernel.reshape(-1, f)).astype(x.dtype)
 
 
 def _conv2d_fwd(x, kernel, strides, pads):
@@ -170,16 +259,21 @@ def _conv2d_fwd(x, kernel, strides, pads):
 def _conv2d_bwd(strides, pads, residuals, dy):
   x, kernel = residuals
   kh, kw, c, f = kernel.shape
+  compute_kernel = kernel.astype(x.dtype)
+  if _matmul_lowering(x, (kh, kw), dy.shape[1:3]):
+    dkernel = _weight_grad(x, dy, (kh, kw), strides, pads)
+    dx = _input_grad_matmul(x.shape, kernel, dy, strides, pads)
+    return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
   if _ynn_convolutions() or kh * kw == 1:
     dkernel = _weight_grad(x, dy, (kh, kw), strides, pads)
   else:
-    _, conv_vjp = jax.vjp(lambda k_: _xla_conv(x, k_, strides, pads), kernel)
+    _, conv_vjp = jax.vjp(lambda k_: _xla_conv(x, k_, strides, pads), compute_kernel)
     (dkernel,) = conv_vjp(dy)
   if dy.shape[1] * dy.shape[2] > _COL2IM_MAX_PIXELS:
-    _, conv_vjp = jax.vjp(lambda x_: _xla_conv(x_, kernel, strides, pads), x)
+    _, conv_vjp = jax.vjp(lambda x_: _xla_conv(x_, compute_kernel, strides, pads), x)
     (dx,) = conv_vjp(dy)
   else:
-    dpatches = jnp.dot(dy.reshape(-1, f), kernel.reshape(-1, f).T)
+    dpatches = jnp.dot(dy.reshape(-1, f), compute_kernel.reshape(-1, f).T)
     dpatches = dpatches.reshape(dy.shape[:3] + (kh * kw, c))
     dx = _untap([dpatches[..., t, :] for t in range(kh * kw)], x.shape, (kh, kw), strides,
                 pads)
@@ -189,25 +283,46 @@ def _conv2d_bwd(strides, pads, residuals, dy):
 conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
 
 
+def _materialised(tree):
+  """`tree`, computed once and stored: XLA:CPU fuses an elementwise producer into each of
+  its consumers, so that one read by the 9 shifted taps of a pool or col2im is recomputed 9
+  times. It does not fuse across a conditional; this one's predicate (NaN != NaN) cannot be
+  folded at compile time, and both branches return `tree` unchanged (they differ only in
+  form, as JAX inlines a conditional whose branches are the same).
+  """
+  probe = jax.tree.leaves(tree)[0].ravel()[0]
+  return lax.cond(probe == probe, lambda t: t,
+                  lambda t: jax.tree.map(lambda v: v * jnp.ones((), v.dtype), t), tree)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
 def _max_pool(x, window, strides, pads):
   return functools.reduce(jnp.maximum, _taps(x, window, strides, pads, -jnp.inf))
 
 
 def _max_pool_fwd(x, window, strides, pads):
-  y = _max_pool(x, window, strides, pads)
-  return y, (x, y)
+  """The max-pool and, per output, the index of the first tap that holds the maximum (-1
+  for none: NaNs), computed in one pass."""
+  taps = _taps(x, window, strides, pads, -jnp.inf)
+  y = functools.reduce(jnp.maximum, taps)
+  first = jnp.full(y.shape, -1, jnp.int8)
+  for t in reversed(range(len(taps))):
+    first = jnp.where(taps[t] == y, jnp.int8(t), first)
+  return y, (jnp.zeros(x.shape[:3] + (0,), x.dtype), first)  # x's dtype and size, no data.
 
 
 def _max_pool_bwd(window, strides, pads, residuals, dy):
-  x, y = residuals
-  taken = jnp.zeros(y.shape, bool)
-  tap_grads = []
-  for tap in _taps(x, window, strides, pads, -jnp.inf):
-    first = (tap == y) & ~taken  # Only the first maximum of a window gets its gradient.
-    taken = taken | first
-    tap_grads.append(jnp.where(first, dy, jnp.zeros((), dy.dtype)))
-  return (_untap(tap_grads, x.shape, window, strides, pads),)
+  """Each output's gradient to the first maximum of its window, summed in float32.
+
+  dy and the tap indices are materialised first: fused into the sum, XLA recomputed their
+  producers (and a chain of tap comparisons) for every tap of every input pixel, 5x the
+  time of the rest of the pool's backward pass.
+  """
+  empty_x, first = residuals
+  x_shape = empty_x.shape[:3] + first.shape[3:]
+  dy, first = _materialised((dy.astype(jnp.float32), first))
+  tap_grads = [jnp.where(first == t, dy, 0.0) for t in range(window[0] * window[1])]
+  return (_untap(tap_grads, x_shape, window, strides, pads).astype(empty_x.dtype),)
 
 
 _max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
@@ -248,6 +363,9 @@ class Im2ColConv(nn.Module):
                         self.param_dtype)
     bias = (self.param('bias', self.bias_init, (self.features,), self.param_dtype)
             if self.use_bias else None)
-    inputs, kernel, bias = nn.dtypes.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+    # As nn.Conv: computed in self.dtype, else the inputs' and parameters' promoted dtype.
+    # The kernel is cast inside conv2d, so that its gradient stays in its own dtype.
+    dtype = nn.dtypes.canonicalize_dtype(inputs, kernel, bias, dtype=self.dtype)
+    inputs = inputs.astype(dtype)
     y = conv2d(inputs, kernel, strides, pads)
-    return y if bias is None else y + bias
+    return y if bias is None else y + bias.astype(dtype)
