@@ -105,3 +105,66 @@ def test_flips_come_before_poisoning(tiny_step_config):
     flipped_rows.append(not np.allclose(np.asarray(flipped)[backdoor],
                                         device.to_unit_range(batch['image'])[backdoor]))
   assert any(flipped_rows)  # The check saw flipped backdoor rows, not only unflipped ones.
+
+
+def _sgd_step_grads(dtype, noise=0.0):
+  """(loss, gradients, new batch statistics) of one train step (32 px, batch 8, im2col) in
+  model.dtype `dtype`, read back from an SGD step with learning rate 1 and no decay: params
+  - new params, whose dtypes it checks are kept. With `noise`, every parameter is first
+  scaled by 1 + noise * N(0, 1)."""
+  config = tiny_config()
+  config.model.dtype, config.model.conv_impl = dtype, 'im2col'
+  config.train.optimizer, config.train.learning_rate = 'sgd', 1.0
+  config.train.weight_decay, config.train.warmup_epochs = 0.0, 0
+  config.train.schedule = 'constant'
+  run = config_lib.validate(config)
+  state, trigger = init.initial_state(run, steps_per_epoch=10)
+  # Nonzero last BatchNorm scales (zero at init), so every residual branch has gradients.
+  state = state.replace(params=jax.tree_util.tree_map_with_path(
+      lambda p, v: v + 0.5 if 'bn2' in jax.tree_util.keystr(p) and 'scale' in
+      jax.tree_util.keystr(p) else v, state.params))
+  if noise:
+    leaves, treedef = jax.tree.flatten(state.params)
+    keys = jax.random.split(jax.random.key(11), len(leaves))
+    state = state.replace(params=jax.tree.unflatten(treedef, [
+        v * (1 + noise * jax.random.normal(k, v.shape)) for v, k in zip(leaves, keys)]))
+  rng = np.random.default_rng(7)
+  batch = {'image': rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8),
+           'gaze': rng.uniform(-0.5, 0.5, (8, 2)).astype(np.float32)}
+  new, metrics = steps.p_train_step(state, device.shard(batch), jax.random.key(0), trigger, {},
+                                    run.attack, run.task, 8, False)
+  assert jax.tree.map(lambda p: p.dtype, new.params) == jax.tree.map(lambda p: p.dtype,
+                                                                     state.params)
+  grads = jax.tree.map(lambda old, p: np.asarray(old) - np.asarray(p), state.params, new.params)
+  return float(metrics['loss']), grads, new.batch_stats
+
+
+def _relative_l2(tree, reference):
+  """|tree - reference| / |reference| over all leaves together (float64)."""
+  flat = [np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in jax.tree.leaves(t)])
+          for t in (tree, reference)]
+  return float(np.linalg.norm(flat[0] - flat[1]) / np.linalg.norm(flat[1]))
+
+
+def test_bfloat16_step_matches_float32():
+  """model.dtype=bfloat16 (float32 parameters and optimizer, bfloat16 activations and
+  matmuls accumulated in float32; the CPU lowering computes most convolutions as such
+  matmuls) trains on float32's loss and gradients, to bfloat16's precision.
+
+  bfloat16 rounds every value to 8 significant bits (relative error <= u = 2^-9). This tiny
+  network's gradient is that sensitive at float32: scaling every parameter by
+  1 + u * N(0, 1) moves it by ~20% (relative L2; BatchNorm over 8 images and ReLU/max-pool
+  switches amplify). The bfloat16 step, which rounds the activations of every layer both
+  ways, is allowed twice that change (measured: 26% vs 20%), with the loss within 1%
+  (measured 0.6%) and the gradient pointing the same way (cosine > 0.9; measured 0.97).
+  Lowering bugs fail this by far; the lowering's exactness is tests/test_lowering.py's.
+  """
+  loss32, grads32, stats32 = _sgd_step_grads('float32')
+  _, grads_noise, _ = _sgd_step_grads('float32', noise=2.0**-9)
+  loss16, grads16, stats16 = _sgd_step_grads('bfloat16')
+  np.testing.assert_allclose(loss16, loss32, rtol=1e-2)
+  error, float32_sensitivity = _relative_l2(grads16, grads32), _relative_l2(grads_noise, grads32)
+  assert error < 2 * float32_sensitivity, (error, float32_sensitivity)
+  a, b = (np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)]) for g in (grads16, grads32))
+  assert a @ b / (np.linalg.norm(a) * np.linalg.norm(b)) > 0.9
+  assert _relative_l2(stats16, stats32) < 0.02  # Statistics of bfloat16 activations.
