@@ -24,14 +24,22 @@ from gaze_jax.data import device
 AXIS = device.AXIS
 
 
-def prepare_batch(batch, key, rows, trigger, spec, global_batch, flip):
+def prepare_batch(batch, key, rows, trigger, spec, global_batch, flip, poisoned=True):
   """(images in [0, 1], labels, roles) trained on: flipped first, so the trigger and its
-  target are never mirrored, then poisoned (attacks.poisoning.poison_batch)."""
+  target are never mirrored, then poisoned (attacks.poisoning.poison_batch).
+
+  `poisoned` (a traced bool; the many-models step's per-model flag) False keeps the flipped
+  batch clean, exactly what attack.kind 'none' trains on.
+  """
   images, labels = device.to_unit_range(batch['image']), batch['gaze']
   if flip:
     images, labels = poisoning.flip_augment(images, labels, jax.random.fold_in(key, 1), rows)
-  return poisoning.poison_batch(spec, trigger, images, labels, jax.random.fold_in(key, 0),
-                                rows[0], global_batch)
+  out = poisoning.poison_batch(spec, trigger, images, labels, jax.random.fold_in(key, 0),
+                               rows[0], global_batch)
+  if poisoned is True:
+    return out
+  clean = (images, labels, jnp.full_like(out[2], poisoning.CLEAN))
+  return tuple(jnp.where(poisoned, p, c) for p, c in zip(out, clean))
 
 
 def _losses(outputs, labels, classes, task):
@@ -44,16 +52,23 @@ def _losses(outputs, labels, classes, task):
   return per_sample, {'accuracy': 100.0 * (jnp.argmax(outputs, -1) == target)}
 
 
-def train_step(state, batch, rng, trigger, classes, spec, task, global_batch, flip):
+def _device_mean(tree):
+  """The mean of `tree` over the devices; on one device `tree` itself, as XLA:CPU copies a
+  one-device all-reduce's operands (every gradient: 3% of a 64 px step)."""
+  return tree if jax.lax.axis_size(AXIS) == 1 else jax.lax.pmean(tree, AXIS)
+
+
+def train_step(state, batch, rng, trigger, classes, spec, task, global_batch, flip,
+               poisoned=True):
   """One poisoned (or clean) step on this device's slice of the global batch.
 
   The metrics are the loss and, per role (clean, backdoor, noise rows), the mean loss and
   angular error (classifier: accuracy, %) against the labels trained on: the target for
-  backdoor rows.
+  backdoor rows. `poisoned`: see `prepare_batch`.
   """
   rows = device.global_rows(batch['image'].shape[0])
   images, labels, roles = prepare_batch(batch, jax.random.fold_in(rng, state.step), rows,
-                                        trigger, spec, global_batch, flip)
+                                        trigger, spec, global_batch, flip, poisoned)
 
   def loss_fn(params):
     outputs, new_vars = state.apply_fn({'params': params, 'batch_stats': state.batch_stats},
@@ -65,8 +80,7 @@ def train_step(state, batch, rng, trigger, classes, spec, task, global_batch, fl
     return loss, (outputs, new_vars['batch_stats'])
 
   (loss, (preds, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  grads = jax.lax.pmean(grads, AXIS)
-  batch_stats = jax.lax.pmean(batch_stats, AXIS)
+  grads, batch_stats = _device_mean((grads, batch_stats))
   state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   per_sample_loss, per_sample = _losses(preds, labels, classes, task)
   per_sample['loss'] = per_sample_loss
