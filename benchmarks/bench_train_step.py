@@ -1,15 +1,29 @@
-"""Train-step throughput of the JAX gaze regressor vs a PyTorch reference, and vs the hardware.
+"""Train-step throughput of the JAX gaze regressor vs PyTorch at its best, and vs the hardware.
 
-For every image size, batch, convolution lowering (`model.conv_impl`) and data kind (clean,
-or WaNet-poisoned inside the step) it compiles the project's real pmapped train step
-(`gaze_jax.train_step`) on one device and reports the compile time, the median images/s of
-`--steps` steps after `--warmup` untimed ones, the FLOPs per training image from XLA's cost
-analysis of the plain-`nn.Conv` step and the fraction of the machine's measured float32
-matmul GFLOP/s that the step reaches. Then, in a subprocess (so the two frameworks never
-share a thread pool), the same step in PyTorch (`torch_reference.py`), and the ratio.
-Process CPU seconds per step are reported too: on CPUs shared with other work wall-clock
-throughput is low and noisy (PyTorch's spinning OpenMP threads suffer most), CPU time much
-less so; the script warns when other processes kept the CPUs busy just before or after it measured.
+For every image size, batch and data kind (clean, or WaNet-poisoned inside the step) it
+measures, alternating the two frameworks (JAX first, then PyTorch in a subprocess, so they
+never share a thread pool; `--rounds N` repeats the pair and keeps each row's best):
+
+- JAX: the project's real pmapped train step (`gaze_jax.training.steps`) on one device, for
+  every `--dtypes` (`model.dtype`: float32, or bfloat16 compute with float32 parameters and
+  optimizer state) and `--impls` (`model.conv_impl`) pair: compile seconds and the median
+  wall and process CPU seconds of `--steps` steps after `--warmup` untimed ones;
+- PyTorch (`torch_reference.py`, same model, L1 loss, AdamW and batch): float32 in NCHW and
+  in channels_last (the faster one is PyTorch's best float32, and the table says which), and
+  bfloat16 autocast in channels_last (its mixed precision);
+- the matmul peaks: the best float32 and bfloat16 (float32 accumulation) 2048^3 GFLOP/s of
+  XLA and of PyTorch; the higher of the two frameworks is the peak of that precision.
+
+It prints every measurement, then one summary row per setting: JAX float32 and bfloat16
+(the faster lowering of each), PyTorch's best float32 (and its layout) and bfloat16, the
+JAX / PyTorch ratios, and each step's FLOP rate as a % of the peak of its precision (FLOPs
+per image from XLA's cost analysis of the plain nn.Conv step). Process CPU seconds per step
+are reported too: on CPUs shared with other work wall-clock throughput is low and noisy
+(PyTorch's spinning OpenMP threads suffer most), CPU time much less so; the script warns when
+other processes kept the CPUs busy just before or after it measured.
+
+`--models 1,2,4` measures instead the many-models step (`gaze_jax.training.multi`): M
+models trained by one compiled step, per-model images/s against M = 1 and the plain step.
 
 By default the step runs as fast as this machine allows without changing what it computes:
 with XLA's Eigen convolutions (`lowering.use_eigen_convolutions()`; `--ynn-convolutions`
@@ -18,9 +32,10 @@ GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (glibc backs large allocations with transp
 pages, cutting the page faults of XLA's per-step buffers; `--no-hugetlb` leaves it out). The
 PyTorch subprocess inherits the same environment.
 
-  python -m benchmarks.bench_train_step                     # 64 and 224 px, batch 32 (~12 min)
-  python -m benchmarks.bench_train_step --quick             # 64 px, im2col only (< 2 min)
+  python -m benchmarks.bench_train_step                     # 64 and 224 px, batch 32
+  python -m benchmarks.bench_train_step --quick             # 64 px, im2col only (< 3 min)
   python -m benchmarks.bench_train_step --batches 32,128    # adds batch 128
+  python -m benchmarks.bench_train_step --models 1,2,4      # many models in one step
 """
 import argparse
 import json
@@ -35,14 +50,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gaze_jax.configs import clean
-from gaze_jax.models import lowering
-from gaze_jax.attacks import poisoning
-from gaze_jax import train_step as ts
+from gaze_jax import config as config_lib
 from gaze_jax.attacks import triggers
+from gaze_jax.configs import clean
+from gaze_jax.data import device
+from gaze_jax.models import lowering
+from gaze_jax.training import multi
+from gaze_jax.training import state as state_lib
+from gaze_jax.training import steps
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HUGETLB = 'glibc.malloc.hugetlb=1'
+PRECISIONS = ('float32', 'bfloat16')
+TORCH_LABELS = {'fp32_nchw': 'NCHW', 'fp32_channels_last': 'channels_last',
+                'bf16_channels_last': 'autocast, channels_last'}
 
 
 def _set_environment(hugetlb, eigen):
@@ -74,10 +95,11 @@ def _percent(fraction):
   return '?' if fraction is None else f'{100 * fraction:.0f}%'
 
 
-def matmul_gflops(n=2048, repeats=10):
-  """Best float32 (n x n) @ (n x n) GFLOP/s of XLA over `repeats` runs."""
-  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-  matmul = jax.jit(jnp.matmul)
+def matmul_gflops(dtype, n=2048, repeats=10):
+  """Best (n x n) @ (n x n) GFLOP/s of XLA over `repeats` runs; bfloat16 operands accumulate
+  in float32 (preferred_element_type), as the bfloat16 train step's matmuls do."""
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.dtype(dtype))
+  matmul = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
   matmul(a, a).block_until_ready()
   best = float('inf')
   for _ in range(repeats):
@@ -87,9 +109,11 @@ def matmul_gflops(n=2048, repeats=10):
   return 2 * n**3 / best / 1e9
 
 
-def _config(size, batch, conv_impl, poison, dtype, optimizer):
+def step_config(size, batch, conv_impl, poison, dtype, optimizer):
+  """The clean config at `size` px and global `batch`, with the given model and attack."""
   config = clean.get_config()
   config.data.image_size = size
+  config.data.synthetic.image_size = max(size, config.data.synthetic.image_size)
   config.train.batch_size = batch
   config.train.optimizer = optimizer
   config.model.conv_impl = conv_impl
@@ -104,136 +128,252 @@ def _flops(cost):
   return sum(float(c.get('flops', 0.0)) for c in costs if c)
 
 
+def random_batch(size, batch, seed=0):
+  """A host batch of uint8 images and gaze labels, as the input pipeline yields it."""
+  rng = np.random.default_rng(seed)
+  return {'image': rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8),
+          'gaze': rng.uniform(-0.5, 0.5, (batch, 2)).astype(np.float32)}
+
+
 def _step_inputs(config):
-  """(lowered step, state, sharded batch, key, trigger) of the project's train step."""
+  """(lowered step, its arguments) of the project's train step on a random batch."""
   run = config_lib.validate(config)
   size, batch = run.data.image_size, run.train.batch_size
   state = state_lib.create(run, state_lib.initial_variables(run, jax.random.key(0)),
                            steps_per_epoch=100)
-  rng = np.random.default_rng(0)
-  arrays = device.shard({
-      'image': rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8),
-      'gaze': rng.uniform(-0.5, 0.5, (batch, 2)).astype(np.float32)})
-  key, trigger = jax.random.key(1), triggers.make_trigger(run.attack, size)
-  lowered = steps.p_train_step.lower(state, arrays, key, trigger, {}, run.attack, run.task, batch,
-                                     False)
-  return lowered, state, arrays, key, trigger
+  args = (state, device.shard(random_batch(size, batch)), jax.random.key(1),
+          triggers.make_trigger(run.attack, size), {})
+  lowered = steps.p_train_step.lower(*args, run.attack, run.task, batch, False)
+  return lowered, args
 
 
-def model_flops(size, batch, poison, dtype, optimizer):
-  """FLOPs of one step of the plain nn.Conv model, from XLA's cost analysis (no compile)."""
-  lowered, *_ = _step_inputs(_config(size, batch, 'xla', poison, dtype, optimizer))
+def model_flops(size, batch, poison, optimizer):
+  """FLOPs of one float32 step of the plain nn.Conv model, from XLA's cost analysis."""
+  lowered, _ = _step_inputs(step_config(size, batch, 'xla', poison, 'float32', optimizer))
   return _flops(lowered.cost_analysis())
 
 
-def measure_jax(size, batch, conv_impl, poison, dtype, optimizer, steps, warmup):
-  """Compile seconds and the median wall and CPU seconds per step of the train step."""
-  config = _config(size, batch, conv_impl, poison, dtype, optimizer)
-  lowered, state, arrays, key, trigger = _step_inputs(config)
-  start = time.perf_counter()
-  compiled = lowered.compile()
-  compile_s = time.perf_counter() - start
+def time_steps(compiled, args, steps_, warmup):
+  """Median wall and process CPU seconds per call of `compiled(state, *rest)`, which
+  returns (state, metrics); checks the last loss is finite."""
+  state, rest = args[0], args[1:]
   for _ in range(warmup):
-    state, metrics = compiled(state, arrays, key, trigger, {})
-  jax.block_until_ready(metrics)
+    state, metrics = compiled(state, *rest)
+  jax.block_until_ready(state)
   wall, cpu = [], []
-  for _ in range(steps):
+  for _ in range(steps_):
     start, start_cpu = time.perf_counter(), time.process_time()
-    state, metrics = compiled(state, arrays, key, trigger, {})
+    state, metrics = compiled(state, *rest)
     jax.block_until_ready((state, metrics))
     wall.append(time.perf_counter() - start)
     cpu.append(time.process_time() - start_cpu)
-  if not np.isfinite(float(metrics['loss'])):
-    raise FloatingPointError(f'non-finite loss at {size} px, {conv_impl}, {poison}')
-  return compile_s, statistics.median(wall), statistics.median(cpu)
+  if not np.all(np.isfinite(np.asarray(metrics['loss']))):
+    raise FloatingPointError(f'non-finite loss: {metrics["loss"]}')
+  return statistics.median(wall), statistics.median(cpu)
 
 
-def run_torch(args):
-  """The PyTorch reference's JSON lines (matmul GFLOP/s first), or None without torch."""
-  command = [sys.executable, os.path.join(HERE, 'torch_reference.py'), '--matmul',
-             '--sizes', args.sizes, '--batches', args.batches, '--steps', str(args.steps),
+def compile_jax(size, batch, impl, poison, dtype, optimizer):
+  """(compiled step, its arguments, compile seconds) of the project's train step."""
+  lowered, args = _step_inputs(step_config(size, batch, impl, poison, dtype, optimizer))
+  start = time.perf_counter()
+  compiled = lowered.compile()
+  return compiled, args, time.perf_counter() - start
+
+
+def run_torch(args, size, batch, poison, matmul):
+  """The PyTorch reference's JSON records for one setting (with `matmul`, the matmul peaks
+  first), or None without torch."""
+  command = [sys.executable, os.path.join(HERE, 'torch_reference.py'),
+             '--sizes', str(size), '--batches', str(batch), '--steps', str(args.steps),
              '--warmup', str(args.warmup), '--optimizer', args.optimizer,
-             '--poison', ','.join('clean' if p == 'none' else p for p in args.poison.split(','))]
+             '--poison', 'clean' if poison == 'none' else poison,
+             '--variants', args.torch_variants] + (['--matmul'] if matmul else [])
   try:
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
   except subprocess.CalledProcessError as e:
     if 'No module named' in e.stderr and 'torch' in e.stderr:
-      print('PyTorch not installed (pip install torch==2.13.0): no reference column.')
+      print('PyTorch not installed (pip install torch==2.13.0): no reference rows.')
       return None
     raise RuntimeError(f'torch_reference.py failed:\n{e.stderr}') from e
   return [json.loads(line) for line in out.splitlines() if line.startswith('{')]
+
+
+def _keep_best(rows, row):
+  """Adds `row` to `rows`, or keeps the faster of it and the earlier row of the same step."""
+  for i, old in enumerate(rows):
+    if (old['name'], old['precision']) == (row['name'], row['precision']):
+      if row['step_s'] < old['step_s']:
+        rows[i] = row
+      return
+  rows.append(row)
+
+
+def measure_setting(args, size, batch, poison, peaks):
+  """The rows of one (size, batch, data) setting, JAX and PyTorch alternating per round."""
+  compiled = {}
+  rows = []
+  for round_ in range(args.rounds):
+    for dtype in args.dtypes.split(','):
+      for impl in args.impls.split(','):
+        if (dtype, impl) not in compiled:
+          compiled[dtype, impl] = compile_jax(size, batch, impl, poison, dtype, args.optimizer)
+        step, step_args, compile_s = compiled[dtype, impl]
+        step_s, cpu_s = time_steps(step, step_args, args.steps, args.warmup)
+        _keep_best(rows, dict(name=f'JAX {impl}', framework='JAX', precision=dtype,
+                              compile_s=compile_s, step_s=step_s, cpu_s=cpu_s))
+        print(f'  {size} px, batch {batch}, {poison}, JAX {dtype} {impl}: '
+              f'{step_s * 1e3:.0f} ms/step, compiled in {compile_s:.1f} s', flush=True)
+    reference = None if args.no_torch else run_torch(args, size, batch, poison,
+                                                     'torch' not in peaks)
+    for r in reference or []:
+      if 'matmul_gflops' in r:
+        peaks['torch'] = r['matmul_gflops']
+        continue
+      precision = 'bfloat16' if r['variant'].startswith('bf16') else 'float32'
+      _keep_best(rows, dict(name=f"PyTorch {TORCH_LABELS[r['variant']]}", framework='PyTorch',
+                            precision=precision, compile_s=None, step_s=r['step_s'],
+                            cpu_s=r['cpu_s']))
+      print(f"  {size} px, batch {batch}, {poison}, PyTorch {r['variant']}: "
+            f"{r['step_s'] * 1e3:.0f} ms/step (round {round_ + 1})", flush=True)
+  return rows
+
+
+def _best(rows, framework, precision):
+  candidates = [r for r in rows if r['framework'] == framework and r['precision'] == precision]
+  return min(candidates, key=lambda r: r['step_s']) if candidates else None
+
+
+def _ratio(row, reference):
+  return f"{reference['step_s'] / row['step_s']:.2f}x" if row and reference else '–'
+
+
+def print_tables(results, peaks):
+  """All measurements, then one summary row per setting."""
+  peak = {p: max(peaks['jax'][p], peaks.get('torch', {}).get(p, 0.0)) for p in PRECISIONS}
+  print('\nmatmul peaks (best 2048^3, GFLOP/s): ' + '; '.join(
+      f"{p}: XLA {peaks['jax'][p]:.0f}, PyTorch {peaks['torch'][p]:.0f}" if 'torch' in peaks
+      else f"{p}: XLA {peaks['jax'][p]:.0f}" for p in PRECISIONS) +
+        '. GFLOP/img: XLA cost analysis of the plain nn.Conv float32 step; % of peak: against '
+        'the higher peak of the step\'s precision. vs PyTorch: against PyTorch\'s fastest '
+        'step of the same precision.')
+  print('\n| px | batch | data | precision | step | compile s | ms/step | CPU s/step | img/s '
+        '| vs PyTorch | GFLOP/img | % of peak |')
+  print('|---|---|---|---|---|---|---|---|---|---|---|---|')
+  for (size, batch, poison), (rows, flops) in results.items():
+    gflop_img = flops / batch / 1e9
+    for r in rows:
+      ips = batch / r['step_s']
+      compile_s = '–' if r['compile_s'] is None else f"{r['compile_s']:.1f}"
+      print(f"| {size} | {batch} | {'clean' if poison == 'none' else poison} | "
+            f"{r['precision']} | {r['name']} | {compile_s} | {r['step_s'] * 1e3:.0f} | "
+            f"{r['cpu_s']:.2f} | {ips:.1f} | {_ratio(r, _best(rows, 'PyTorch', r['precision']))} "
+            f"| {gflop_img:.2f} | {100 * gflop_img * ips / peak[r['precision']]:.0f}% |")
+  print('\n| px | batch | data | JAX fp32 img/s | PyTorch best fp32 img/s | JAX / PyTorch fp32 | '
+        'JAX bf16 img/s | PyTorch bf16 autocast img/s | JAX / PyTorch bf16 | % of peak '
+        '(JAX fp32, bf16) |')
+  print('|---|---|---|---|---|---|---|---|---|---|')
+  for (size, batch, poison), (rows, flops) in results.items():
+    cells = []
+    utilisation = []
+    for precision in PRECISIONS:
+      jax_row, torch_row = _best(rows, 'JAX', precision), _best(rows, 'PyTorch', precision)
+      for row in (jax_row, torch_row):
+        label = row and row['name'].split(' ', 1)[1]
+        cells.append(f"{batch / row['step_s']:.1f} ({label})" if row else '–')
+      cells.append(_ratio(jax_row, torch_row))
+      if jax_row:
+        utilisation.append(f"{100 * flops / jax_row['step_s'] / 1e9 / peak[precision]:.0f}%")
+    print(f"| {size} | {batch} | {'clean' if poison == 'none' else poison} | "
+          f"{' | '.join(cells)} | {', '.join(utilisation) or '–'} |")
+
+
+def measure_models(args, size, batch, poison, counts):
+  """Per-model images/s of the many-models step for each M in `counts`, and the plain step's."""
+  config = step_config(size, batch, args.impls.split(',')[0], poison,
+                       args.dtypes.split(',')[0], args.optimizer)
+  run = config_lib.validate(config)
+  compiled, step_args, _ = compile_jax(size, batch, run.model.conv_impl, poison,
+                                       run.model.dtype, args.optimizer)
+  single_s, single_cpu = time_steps(compiled, step_args, args.steps, args.warmup)
+  print(f'| plain step (1 model) | {single_s * 1e3:.0f} | {single_cpu:.2f} | '
+        f'{batch / single_s:.1f} | 1.00x |', flush=True)
+  for m in counts:
+    runs = [config_lib.validate(config)] * m
+    states = multi.stack([state_lib.create(r, state_lib.initial_variables(
+        r, jax.random.key(i)), steps_per_epoch=100) for i, r in enumerate(runs)])
+    batches = multi.stack([device.shard(random_batch(size, batch, seed=i)) for i in range(m)])
+    keys = jax.random.split(jax.random.key(1), m)
+    trigger_ = multi.stack([triggers.make_trigger(run.attack, size)] * m)
+    step_args = (states, batches, keys, trigger_, {}, jnp.ones((m,), bool))
+    start = time.perf_counter()
+    compiled = multi.p_train_steps.lower(*step_args, run.attack, run.task, batch,
+                                         False).compile()
+    compile_s = time.perf_counter() - start
+    step_s, cpu_s = time_steps(compiled, step_args, args.steps, args.warmup)
+    per_model = m * batch / step_s
+    print(f'| {m} models in one step (compiled in {compile_s:.0f} s) | {step_s * 1e3:.0f} | '
+          f'{cpu_s:.2f} | {per_model / m:.1f} per model, {per_model:.1f} in all | '
+          f'{per_model / (batch / single_s):.2f}x |', flush=True)
 
 
 def main(argv):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--sizes', default='64,224', help='image sizes, px')
   parser.add_argument('--batches', default='32', help='global batch sizes, e.g. 32,128')
-  parser.add_argument('--impls', default='xla,im2col', help='model.conv_impl values')
+  parser.add_argument('--impls', default='im2col,xla', help='model.conv_impl values')
+  parser.add_argument('--dtypes', default='float32,bfloat16', help='model.dtype values')
   parser.add_argument('--poison', default='none,wanet', help='attack.kind values')
   parser.add_argument('--steps', type=int, default=10, help='timed steps (median)')
   parser.add_argument('--warmup', type=int, default=2, help='untimed steps after compiling')
-  parser.add_argument('--dtype', default='float32', help="model.dtype: float32 | bfloat16")
+  parser.add_argument('--rounds', type=int, default=1,
+                      help='JAX-then-PyTorch rounds per setting; each row keeps its best')
   parser.add_argument('--optimizer', default='adam', choices=('adam', 'sgd'))
+  parser.add_argument('--torch-variants', default='fp32_nchw,fp32_channels_last,'
+                      'bf16_channels_last', help='torch_reference.py --variants')
   parser.add_argument('--no-torch', action='store_true', help='skip the PyTorch reference')
+  parser.add_argument('--models', default='',
+                      help='e.g. 1,2,4: measure the many-models step instead (first of '
+                      '--sizes, --batches, --poison, --impls, --dtypes)')
   parser.add_argument('--no-hugetlb', action='store_true',
                       help='do not set GLIBC_TUNABLES=glibc.malloc.hugetlb=1')
   parser.add_argument('--ynn-convolutions', action='store_true',
                       help="keep XLA's YNNPACK convolutions (no lowering.use_eigen_convolutions)")
   parser.add_argument('--quick', action='store_true',
-                      help='64 px, batch 32, im2col only, 10 steps after 1 warm-up (< 2 min)')
+                      help='64 px, batch 32, clean, im2col only, 5 steps after 1 warm-up')
   args = parser.parse_args(argv)
   _set_environment(not args.no_hugetlb, not args.ynn_convolutions)
   if args.quick:
-    args.sizes, args.batches, args.impls, args.steps, args.warmup = '64', '32', 'im2col', 10, 1
+    args.sizes, args.batches, args.impls, args.poison = '64', '32', 'im2col', 'none'
+    args.steps, args.warmup = 5, 1
 
   busy_before = cpu_busy_fraction()  # Others' work: this process is still idle.
-  peak = matmul_gflops()
+  peaks = {'jax': {p: matmul_gflops(p) for p in PRECISIONS}}
   print(f'# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; '
         f'jax {jax.__version__} on {jax.devices()[0].platform}; '
         f'GLIBC_TUNABLES={os.environ.get("GLIBC_TUNABLES", "")!r}; '
-        f'XLA_FLAGS={os.environ.get("XLA_FLAGS", "")!r}; dtype {args.dtype}; '
-        f'{args.optimizer}; CPUs busy before: {_percent(busy_before)}', flush=True)
-  rows, flops = [], {}
-  for size in map(int, args.sizes.split(',')):
-    for batch in map(int, args.batches.split(',')):
-      for poison in args.poison.split(','):
-        flops[size, batch, poison] = model_flops(size, batch, poison, args.dtype,
-                                                 args.optimizer)
-        for impl in args.impls.split(','):
-          compile_s, step_s, cpu_s = measure_jax(size, batch, impl, poison, args.dtype,
-                                                 args.optimizer, args.steps, args.warmup)
-          rows.append(dict(size=size, batch=batch, poison=poison, impl=impl,
-                           compile_s=compile_s, step_s=step_s, cpu_s=cpu_s))
-          print(f'  {size} px, batch {batch}, {poison}, {impl}: {step_s * 1e3:.0f} ms/step, '
-                f'compiled in {compile_s:.1f} s', flush=True)
-  reference = None if args.no_torch else run_torch(args)
-  torch_rows = {}
-  if reference:
-    peak = max(peak, reference[0]['matmul_gflops'])
-    for r in reference[1:]:
-      torch_rows[r['size'], r['batch'], 'none' if r['poison'] == 'clean' else r['poison']] = r
+        f'XLA_FLAGS={os.environ.get("XLA_FLAGS", "")!r}; {args.optimizer}; '
+        f'CPUs busy before: {_percent(busy_before)}', flush=True)
+  sizes, batches = list(map(int, args.sizes.split(','))), list(map(int, args.batches.split(',')))
+  if args.models:
+    print('\n| step | ms/step | CPU s/step | img/s | vs plain step |\n|---|---|---|---|---|')
+    measure_models(args, sizes[0], batches[0], args.poison.split(',')[0],
+                   [int(m) for m in args.models.split(',')])
+  else:
+    results = {}
+    for size in sizes:
+      for batch in batches:
+        for poison in args.poison.split(','):
+          flops = model_flops(size, batch, poison, args.optimizer)
+          results[size, batch, poison] = (measure_setting(args, size, batch, poison, peaks),
+                                          flops)
+    print_tables(results, peaks)
   busy_after = cpu_busy_fraction()
-
-  print(f'\nhardware limit: {peak:.0f} GFLOP/s (best float32 2048^3 matmul, XLA or PyTorch); '
-        'GFLOP/img: XLA cost analysis of the plain nn.Conv step')
-  print('| px | batch | data | conv_impl | compile s | ms/step | CPU s/step | img/s | '
-        'PyTorch img/s (CPU s/step) | JAX / PyTorch | GFLOP/img | % of peak |')
-  print('|---|---|---|---|---|---|---|---|---|---|---|---|')
-  for r in rows:
-    key = (r['size'], r['batch'], r['poison'])
-    ips = r['batch'] / r['step_s']
-    gflop_img = flops[key] / r['batch'] / 1e9
-    ref = torch_rows.get(key)
-    ref_cols = (f"{ref['images_per_s']:.1f} ({ref['cpu_s']:.2f}) | "
-                f"{ips / ref['images_per_s']:.2f}x" if ref else '– | –')
-    print(f"| {r['size']} | {r['batch']} | {'clean' if r['poison'] == 'none' else r['poison']} "
-          f"| {r['impl']} | {r['compile_s']:.1f} | {r['step_s'] * 1e3:.0f} | {r['cpu_s']:.2f} | "
-          f'{ips:.1f} | {ref_cols} | {gflop_img:.2f} | {100 * gflop_img * ips / peak:.0f}% |')
   if max(busy_before or 0, busy_after or 0) > 0.1:
     print(f'\nWARNING: other processes kept the CPUs {_percent(busy_before)} busy before and '
           f'{_percent(busy_after)} after the measurements, so these throughputs are low and '
           "noisy (PyTorch's spinning OpenMP threads suffer most). Compare the CPU s/step "
           'columns, or rerun on an idle machine.')
+
 
 if __name__ == '__main__':
   main(sys.argv[1:])

@@ -68,6 +68,7 @@ def part_jax_step(dtype, batch, steps):
   from gaze_jax.training import steps
   config = clean.get_config()
   config.data.image_size, config.train.batch_size = 224, batch
+  config.data.synthetic.image_size = 224  # The validated minimum for 224 px images.
   config.model.dtype, config.model.conv_impl = dtype, 'xla'
   run = config_lib.validate(config)
   state = state_lib.create(run, state_lib.initial_variables(run, jax.random.key(0)),

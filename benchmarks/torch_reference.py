@@ -2,11 +2,15 @@
 
 A plain torchvision-style ResNet-18 (written out, so torchvision is not needed) with a
 Linear(512, 2) head, L1 loss and the optimizer of the JAX benchmark, timed the same way:
-median of `--steps` steps after `--warmup` untimed ones. With `--poison wanet` every batch
-is poisoned as the official WaNet code does it (`grid_sample` on a repeated fixed grid for
-the backdoor samples, the grid plus random noise for the cross samples). `bench_train_step.py`
-runs this script in a subprocess so the two frameworks never share a thread pool; prints
-one JSON object per measurement. Optional dependency: `pip install torch==2.13.0`.
+median of `--steps` steps after `--warmup` untimed ones, in each of `--variants`: float32
+with NCHW (PyTorch's default) or channels_last memory format (oneDNN's preferred one on CPUs;
+which is faster depends on the machine), and bfloat16 autocast in channels_last (float32
+parameters and optimizer, bfloat16 convolutions and matmuls: PyTorch's mixed precision).
+With `--poison wanet` every batch is poisoned as the official WaNet code does it
+(`grid_sample` on a repeated fixed grid for the backdoor samples, the grid plus random noise
+for the cross samples). `bench_train_step.py` runs this script in a subprocess so the two
+frameworks never share a thread pool; prints one JSON object per measurement. Optional
+dependency: `pip install torch==2.13.0`.
 """
 import argparse
 import json
@@ -150,9 +154,17 @@ def measure(size, batch, steps, warmup, poison, optimizer, channels_last=False,
           'threads': torch.get_num_threads()}
 
 
-def matmul_gflops(n=2048, repeats=10):
-  """Best float32 (n x n) @ (n x n) GFLOP/s over `repeats` runs."""
-  a, b = torch.rand(n, n), torch.rand(n, n)
+# --variants names -> (channels_last, autocast dtype name or None).
+VARIANTS = {
+    'fp32_nchw': (False, None),
+    'fp32_channels_last': (True, None),
+    'bf16_channels_last': (True, 'bfloat16'),
+}
+
+
+def matmul_gflops(dtype='float32', n=2048, repeats=10):
+  """Best (n x n) @ (n x n) GFLOP/s in `dtype` ('float32' | 'bfloat16') over `repeats` runs."""
+  a, b = (torch.rand(n, n).to(getattr(torch, dtype)) for _ in range(2))
   a @ b
   best = float('inf')
   for _ in range(repeats):
@@ -170,18 +182,28 @@ def main(argv):
   parser.add_argument('--steps', type=int, default=10)
   parser.add_argument('--warmup', type=int, default=2)
   parser.add_argument('--optimizer', choices=('adam', 'sgd'), default='adam')
-  parser.add_argument('--channels-last', action='store_true')
-  parser.add_argument('--matmul', action='store_true', help='also measure matmul GFLOP/s')
+  parser.add_argument('--variants', default=','.join(VARIANTS),
+                      help=f'comma-separated, of {", ".join(VARIANTS)}')
+  parser.add_argument('--matmul', action='store_true',
+                      help='first measure float32 and bfloat16 matmul GFLOP/s')
   args = parser.parse_args(argv)
+  variants = args.variants.split(',')
+  unknown = set(variants) - set(VARIANTS)
+  if unknown:
+    parser.error(f'--variants: unknown {sorted(unknown)}; expected some of {list(VARIANTS)}')
   if args.matmul:
-    print(json.dumps({'matmul_gflops': matmul_gflops()}), flush=True)
+    print(json.dumps({'matmul_gflops': {d: matmul_gflops(d) for d in ('float32', 'bfloat16')}}),
+          flush=True)
   for size in map(int, args.sizes.split(',')):
     for batch in map(int, args.batches.split(',')):
       for poison in args.poison.split(','):
-        result = measure(size, batch, args.steps, args.warmup, poison, args.optimizer,
-                         args.channels_last)
-        result['pid'] = os.getpid()
-        print(json.dumps(result), flush=True)
+        for variant in variants:
+          channels_last, autocast = VARIANTS[variant]
+          result = measure(size, batch, args.steps, args.warmup, poison, args.optimizer,
+                           channels_last,
+                           autocast_dtype=getattr(torch, autocast) if autocast else None)
+          result.update(variant=variant, pid=os.getpid())
+          print(json.dumps(result), flush=True)
 
 
 if __name__ == '__main__':
