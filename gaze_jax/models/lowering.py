@@ -181,42 +181,43 @@ def _kernel_rows(kernel, dtype):
 
 def _weight_grad(x, dy, window, strides, pads):
   """dL/dkernel (float32) as matmuls, accumulated over chunks of images whose patches stay
-  in cache (float32 only).
+  in cache.
 
-  Each chunk adds dy_chunk^T (F, M) x patches_chunk (M, K); the (F, K) sum is float32. For
-  matmul dtypes the operands are transposed in memory, so the matmul keeps `_dot`'s fast
-  form: dy, or with fewer output pixels than filters (tiny maps) the patch matrix, giving
-  patches^T (K, M) x dy (M, F), which needs no transpose of the (larger) product.
+  Each chunk adds dy_chunk^T (F, M) x patches_chunk (M, K); the (F, K) sum is float32.
   """
   n, c, f = x.shape[0], x.shape[-1], dy.shape[-1]
   k = window[0] * window[1] * c
-  matmul = _matmul_lowering(x, window, dy.shape[1:3])
-  patches_first = matmul and dy.size // f < f
   bytes_per_image = dy.shape[1] * dy.shape[2] * k * x.dtype.itemsize
-  chunk = n if matmul else max(  # bfloat16 matmuls were as fast unchunked, at 224 px too.
-      d for d in range(1, n + 1)
-      if n % d == 0 and (d == 1 or d * bytes_per_image <= _CHUNK_BYTES))
+  chunk = max(d for d in range(1, n + 1)
+              if n % d == 0 and (d == 1 or d * bytes_per_image <= _CHUNK_BYTES))
 
   def chunk_grad(start):
     xb = lax.dynamic_slice_in_dim(x, start, chunk)
     dyb = lax.dynamic_slice_in_dim(dy, start, chunk)
-    patches = _patches(xb, window, strides, pads)
-    if patches_first:
-      return _dot(_rows_last(patches), dyb.reshape(-1, f))
-    if matmul:
-      return _dot(_rows_last(dyb), patches.reshape(-1, k))
-    return jnp.dot(dyb.reshape(-1, f).T, patches.reshape(-1, k),
-                   preferred_element_type=jnp.float32)
+    patches = _patches(xb, window, strides, pads).reshape(-1, k)
+    return jnp.dot(dyb.reshape(-1, f).T, patches, preferred_element_type=jnp.float32)
 
-  shape = (k, f) if patches_first else (f, k)
   if chunk == n:
     grad = chunk_grad(0)
   else:
     grad = lax.fori_loop(0, n // chunk, lambda i, acc: acc + chunk_grad(i * chunk),
-                         jnp.zeros(shape, jnp.float32))
-  if patches_first:
-    return grad.reshape(window + (c, f))
-  return jnp.transpose(grad.reshape((f,) + window + (c,)), (1, 2, 3, 0))
+                         jnp.zeros((f, k), jnp.float32))
+  return grad.T.reshape(window + (c, f))
+
+
+def _weight_grad_matmul(patches, dy, kernel_shape):
+  """dL/dkernel (float32) as one matmul in dy's dtype, in `_dot`'s fast form.
+
+  dy^T (F, M) x patches (M, K), dy transposed in memory, then the (F, K) product to HWIO;
+  with fewer output pixels than filters (tiny maps) patches^T (K, M) x dy (M, F), which
+  transposes the patch matrix instead of the larger product.
+  """
+  f = dy.shape[-1]
+  if dy.size // f < f:
+    return _dot(_rows_last(patches), dy.reshape(-1, f)).reshape(kernel_shape)
+  grad = _dot(_rows_last(dy), patches.reshape(-1, patches.shape[-1]))
+  kh, kw, c, _ = kernel_shape
+  return jnp.transpose(grad.reshape(f, kh, kw, c), (1, 2, 3, 0))
 
 
 def _input_grad_matmul(x_shape, kernel, dy, strides, pads):
@@ -248,8 +249,7 @@ def conv2d(x, kernel, strides, pads):
   out_hw = _out_hw(x.shape[1:3], (kh, kw), strides, pads)
   if out_hw[0] * out_hw[1] > _IM2COL_MAX_PIXELS and not _matmul_lowering(x, (kh, kw), out_hw):
     return _xla_conv(x, kernel, strides, pads)
-  patches = _patches(x, (kh, kw), strides, pads)
-  return _dot(patches, kernel.reshape(-1, f)).astype(x.dtype)
+  return _dot(_patches(x, (kh, kw), strides, pads), kernel.reshape(-1, f)).astype(x.dtype)
 
 
 def _conv2d_fwd(x, kernel, strides, pads):
@@ -261,7 +261,7 @@ def _conv2d_bwd(strides, pads, residuals, dy):
   kh, kw, c, f = kernel.shape
   compute_kernel = kernel.astype(x.dtype)
   if _matmul_lowering(x, (kh, kw), dy.shape[1:3]):
-    dkernel = _weight_grad(x, dy, (kh, kw), strides, pads)
+    dkernel = _weight_grad_matmul(_patches(x, (kh, kw), strides, pads), dy, kernel.shape)
     dx = _input_grad_matmul(x.shape, kernel, dy, strides, pads)
     return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
   if _ynn_convolutions() or kh * kw == 1:
