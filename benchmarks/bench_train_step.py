@@ -36,6 +36,7 @@ PyTorch subprocess inherits the same environment.
   python -m benchmarks.bench_train_step --quick             # 64 px, im2col only (< 3 min)
   python -m benchmarks.bench_train_step --batches 32,128    # adds batch 128
   python -m benchmarks.bench_train_step --models 1,2,4      # many models in one step
+  python -m benchmarks.bench_train_step --quick --cpus 1    # one core, on a shared machine
 """
 import argparse
 import json
@@ -155,7 +156,7 @@ def model_flops(size, batch, poison, optimizer):
 
 def time_steps(compiled, args, steps_, warmup):
   """Median wall and process CPU seconds per call of `compiled(state, *rest)`, which
-  returns (state, metrics); checks the last loss is finite."""
+  returns (state, metrics); checks the last metrics are finite."""
   state, rest = args[0], args[1:]
   for _ in range(warmup):
     state, metrics = compiled(state, *rest)
@@ -167,8 +168,8 @@ def time_steps(compiled, args, steps_, warmup):
     jax.block_until_ready((state, metrics))
     wall.append(time.perf_counter() - start)
     cpu.append(time.process_time() - start_cpu)
-  if not np.all(np.isfinite(np.asarray(metrics['loss']))):
-    raise FloatingPointError(f'non-finite loss: {metrics["loss"]}')
+  if not all(np.all(np.isfinite(m)) for m in jax.tree.leaves(metrics)):
+    raise FloatingPointError(f'non-finite metrics: {metrics}')
   return statistics.median(wall), statistics.median(cpu)
 
 
@@ -288,32 +289,29 @@ def print_tables(results, peaks):
 
 
 def measure_models(args, size, batch, poison, counts):
-  """Per-model images/s of the many-models step for each M in `counts`, and the plain step's."""
-  config = step_config(size, batch, args.impls.split(',')[0], poison,
-                       args.dtypes.split(',')[0], args.optimizer)
-  run = config_lib.validate(config)
-  compiled, step_args, _ = compile_jax(size, batch, run.model.conv_impl, poison,
-                                       run.model.dtype, args.optimizer)
+  """Images/s of the many-models step for each M in `counts` against the plain step's."""
+  impl, dtype = args.impls.split(',')[0], args.dtypes.split(',')[0]
+  run = config_lib.validate(step_config(size, batch, impl, poison, dtype, args.optimizer))
+  compiled, step_args, _ = compile_jax(size, batch, impl, poison, dtype, args.optimizer)
   single_s, single_cpu = time_steps(compiled, step_args, args.steps, args.warmup)
   print(f'| plain step (1 model) | {single_s * 1e3:.0f} | {single_cpu:.2f} | '
         f'{batch / single_s:.1f} | 1.00x |', flush=True)
   for m in counts:
-    runs = [config_lib.validate(config)] * m
-    states = multi.stack([state_lib.create(r, state_lib.initial_variables(
-        r, jax.random.key(i)), steps_per_epoch=100) for i, r in enumerate(runs)])
-    batches = multi.stack([device.shard(random_batch(size, batch, seed=i)) for i in range(m)])
-    keys = jax.random.split(jax.random.key(1), m)
-    trigger_ = multi.stack([triggers.make_trigger(run.attack, size)] * m)
-    step_args = (states, batches, keys, trigger_, {}, jnp.ones((m,), bool))
+    states = tuple(state_lib.create(run, state_lib.initial_variables(run, jax.random.key(i)),
+                                    steps_per_epoch=100) for i in range(m))
+    step_args = (states, tuple(device.shard(random_batch(size, batch, seed=i))
+                               for i in range(m)),
+                 tuple(jax.random.key(i) for i in range(m)),
+                 (triggers.make_trigger(run.attack, size),) * m, {})
     start = time.perf_counter()
-    compiled = multi.p_train_steps.lower(*step_args, run.attack, run.task, batch,
+    compiled = multi.p_train_steps.lower(*step_args, (run.attack,) * m, run.task, batch,
                                          False).compile()
     compile_s = time.perf_counter() - start
     step_s, cpu_s = time_steps(compiled, step_args, args.steps, args.warmup)
-    per_model = m * batch / step_s
-    print(f'| {m} models in one step (compiled in {compile_s:.0f} s) | {step_s * 1e3:.0f} | '
-          f'{cpu_s:.2f} | {per_model / m:.1f} per model, {per_model:.1f} in all | '
-          f'{per_model / (batch / single_s):.2f}x |', flush=True)
+    ips = m * batch / step_s
+    print(f'| {m} model{"s" * (m > 1)} in one step (compiled in {compile_s:.0f} s) | '
+          f'{step_s * 1e3:.0f} | {cpu_s:.2f} | {ips / m:.1f} per model, {ips:.1f} in all | '
+          f'{ips / (batch / single_s):.2f}x |', flush=True)
 
 
 def main(argv):
@@ -338,9 +336,15 @@ def main(argv):
                       help='do not set GLIBC_TUNABLES=glibc.malloc.hugetlb=1')
   parser.add_argument('--ynn-convolutions', action='store_true',
                       help="keep XLA's YNNPACK convolutions (no lowering.use_eigen_convolutions)")
+  parser.add_argument('--cpus', default='',
+                      help='e.g. 1: pin JAX and PyTorch to these CPU ids (both then size their '
+                      'thread pools to them), for a fair comparison on a machine shared with '
+                      'other work')
   parser.add_argument('--quick', action='store_true',
                       help='64 px, batch 32, clean, im2col only, 5 steps after 1 warm-up')
   args = parser.parse_args(argv)
+  if args.cpus:  # Before JAX starts its thread pools; the PyTorch subprocess inherits it.
+    os.sched_setaffinity(0, {int(c) for c in args.cpus.split(',')})
   _set_environment(not args.no_hugetlb, not args.ynn_convolutions)
   if args.quick:
     args.sizes, args.batches, args.impls, args.poison = '64', '32', 'im2col', 'none'
@@ -352,6 +356,7 @@ def main(argv):
         f'jax {jax.__version__} on {jax.devices()[0].platform}; '
         f'GLIBC_TUNABLES={os.environ.get("GLIBC_TUNABLES", "")!r}; '
         f'XLA_FLAGS={os.environ.get("XLA_FLAGS", "")!r}; {args.optimizer}; '
+        f'pinned to CPUs {sorted(os.sched_getaffinity(0))}; '
         f'CPUs busy before: {_percent(busy_before)}', flush=True)
   sizes, batches = list(map(int, args.sizes.split(','))), list(map(int, args.batches.split(',')))
   if args.models:

@@ -1,53 +1,32 @@
-"""Many models in one compiled train step: `steps.train_step` vmapped over stacked models.
+"""Many models in one compiled train step: `steps.train_step` of each, side by side.
 
-Each of the M models keeps its own parameters, BatchNorm statistics, optimizer state and
-step count, its own batch (data order), PRNG key (poisoning noise, flips) and trigger; only
-what is static is shared: the network and optimizer (one `apply_fn` and `tx`), the attack and
-task specs, the batch size and flip. So M seeds of one arm train together, and so do the
-clean control and a poisoned model when `poisoned` says which models train on the poisoned
-batch (the control's rows all stay clean, as with attack.kind 'none').
+Each of the M models keeps everything of its own: parameters, BatchNorm statistics,
+optimizer state and step count, batch (data order), PRNG key (poisoning noise, flips),
+trigger and attack spec, so the clean control (attack.kind 'none') and poisoned models, or
+several seeds, train together. They share the network and optimizer config (one compiled
+program), the task, the batch size and flip.
 
-Model m of the stacked step computes what `steps.p_train_step` computes for it alone, up to
-float reassociation: vmap turns its convolutions into grouped ones and its matmuls into
-batched ones, whose sums XLA may order differently (tests/test_multi.py). Metrics come back
-stacked, (M,) per name; a control's backdoor and noise metrics are 0 (it has no such rows).
+Each model is computed by the same operations as `steps.p_train_step` computes it alone, so
+its results equal the separate step's (tests/test_multi.py); one program lets XLA run one
+model's operations while another's leave cores idle. `jax.vmap` over stacked models was
+slower on XLA:CPU (2 models at 0.58x of two separate steps on one core): it turns every
+convolution into a grouped one and every matmul into a batched one.
 """
 import jax
-import jax.numpy as jnp
 
 from gaze_jax.training import steps
 
 
-def stack(trees):
-  """Stacks equally shaped pytrees along a new leading model axis.
-
-  Static fields (a TrainState's `apply_fn` and `tx`) are taken from the first tree: the
-  models must share the network and optimizer config, which is what makes them static.
-  """
-  leaves = [jax.tree.leaves(tree) for tree in trees]
-  treedef = jax.tree.structure(trees[0])
-  if any(len(l) != len(leaves[0]) for l in leaves):
-    raise ValueError('stack: the models differ in structure (network or optimizer config)')
-  return jax.tree.unflatten(treedef, [jnp.stack(column) for column in zip(*leaves)])
+def train_steps(states, batches, rngs, triggers, classes, specs, task, global_batch, flip):
+  """`steps.train_step` of every model: tuples of states, this device's batch slices, keys,
+  triggers and (static) attack specs, one entry per model; returns (states, metrics)."""
+  outs = [steps.train_step(state, batch, rng, trigger, classes, spec, task, global_batch, flip)
+          for state, batch, rng, trigger, spec in zip(states, batches, rngs, triggers, specs)]
+  return tuple(out[0] for out in outs), tuple(out[1] for out in outs)
 
 
-def unstack(tree, index):
-  """Model `index` of a stacked pytree."""
-  return jax.tree.map(lambda x: x[index], tree)
-
-
-def train_steps(states, batches, rngs, trigger, classes, poisoned, spec, task, global_batch,
-                flip):
-  """`steps.train_step` of every model (leading axis of states, batches, rngs, trigger and
-  poisoned) on this device's slices of their global batches."""
-  def one(state, batch, rng, trigger_, poisoned_):
-    return steps.train_step(state, batch, rng, trigger_, classes, spec, task, global_batch,
-                            flip, poisoned_)
-  return jax.vmap(one)(states, batches, rngs, trigger, poisoned)
-
-
-# train_steps on all local devices: (stacked states, batches as (M, devices, b, ...), rngs
-# (M,), stacked triggers, classes, poisoned (M,) bool, spec, task, global_batch, flip).
+# train_steps on all local devices: (states, sharded batches, rngs, triggers, classes, specs,
+# task, global_batch, flip), the first four and specs tuples with one entry per model.
 p_train_steps = jax.pmap(train_steps, axis_name=steps.AXIS,
-                         in_axes=(None, 1, None, None, None, None), out_axes=(None, None),
-                         static_broadcasted_argnums=(6, 7, 8, 9))
+                         in_axes=(None, 0, None, None, None), out_axes=(None, None),
+                         static_broadcasted_argnums=(5, 6, 7, 8))

@@ -24,22 +24,14 @@ from gaze_jax.data import device
 AXIS = device.AXIS
 
 
-def prepare_batch(batch, key, rows, trigger, spec, global_batch, flip, poisoned=True):
+def prepare_batch(batch, key, rows, trigger, spec, global_batch, flip):
   """(images in [0, 1], labels, roles) trained on: flipped first, so the trigger and its
-  target are never mirrored, then poisoned (attacks.poisoning.poison_batch).
-
-  `poisoned` (a traced bool; the many-models step's per-model flag) False keeps the flipped
-  batch clean, exactly what attack.kind 'none' trains on.
-  """
+  target are never mirrored, then poisoned (attacks.poisoning.poison_batch)."""
   images, labels = device.to_unit_range(batch['image']), batch['gaze']
   if flip:
     images, labels = poisoning.flip_augment(images, labels, jax.random.fold_in(key, 1), rows)
-  out = poisoning.poison_batch(spec, trigger, images, labels, jax.random.fold_in(key, 0),
-                               rows[0], global_batch)
-  if poisoned is True:
-    return out
-  clean = (images, labels, jnp.full_like(out[2], poisoning.CLEAN))
-  return tuple(jnp.where(poisoned, p, c) for p, c in zip(out, clean))
+  return poisoning.poison_batch(spec, trigger, images, labels, jax.random.fold_in(key, 0),
+                                rows[0], global_batch)
 
 
 def _losses(outputs, labels, classes, task):
@@ -52,17 +44,16 @@ def _losses(outputs, labels, classes, task):
   return per_sample, {'accuracy': 100.0 * (jnp.argmax(outputs, -1) == target)}
 
 
-def train_step(state, batch, rng, trigger, classes, spec, task, global_batch, flip,
-               poisoned=True):
+def train_step(state, batch, rng, trigger, classes, spec, task, global_batch, flip):
   """One poisoned (or clean) step on this device's slice of the global batch.
 
   The metrics are the loss and, per role (clean, backdoor, noise rows), the mean loss and
   angular error (classifier: accuracy, %) against the labels trained on: the target for
-  backdoor rows. `poisoned`: see `prepare_batch`.
+  backdoor rows.
   """
   rows = device.global_rows(batch['image'].shape[0])
   images, labels, roles = prepare_batch(batch, jax.random.fold_in(rng, state.step), rows,
-                                        trigger, spec, global_batch, flip, poisoned)
+                                        trigger, spec, global_batch, flip)
 
   def loss_fn(params):
     outputs, new_vars = state.apply_fn({'params': params, 'batch_stats': state.batch_stats},
