@@ -1,4 +1,6 @@
-"""The pure train step: one step on tiny data, and data parallelism equal to one device."""
+"""The pure train step: one step on tiny data, data parallelism equal to one device, and
+bfloat16 compute equal to float32 to bfloat16's precision."""
+import copy
 import os
 import subprocess
 import sys
@@ -107,12 +109,12 @@ def test_flips_come_before_poisoning(tiny_step_config):
   assert any(flipped_rows)  # The check saw flipped backdoor rows, not only unflipped ones.
 
 
-def _sgd_step_grads(dtype, noise=0.0):
+def _sgd_step_grads(config, dtype, noise=0.0):
   """(loss, gradients, new batch statistics) of one train step (32 px, batch 8, im2col) in
   model.dtype `dtype`, read back from an SGD step with learning rate 1 and no decay: params
   - new params, whose dtypes it checks are kept. With `noise`, every parameter is first
   scaled by 1 + noise * N(0, 1)."""
-  config = tiny_config()
+  config = copy.deepcopy(config)
   config.model.dtype, config.model.conv_impl = dtype, 'im2col'
   config.train.optimizer, config.train.learning_rate = 'sgd', 1.0
   config.train.weight_decay, config.train.warmup_epochs = 0.0, 0
@@ -146,7 +148,7 @@ def _relative_l2(tree, reference):
   return float(np.linalg.norm(flat[0] - flat[1]) / np.linalg.norm(flat[1]))
 
 
-def test_bfloat16_step_matches_float32():
+def test_bfloat16_step_matches_float32(tiny_step_config):
   """model.dtype=bfloat16 (float32 parameters and optimizer, bfloat16 activations and
   matmuls accumulated in float32; the CPU lowering computes most convolutions as such
   matmuls) trains on float32's loss and gradients, to bfloat16's precision.
@@ -159,9 +161,9 @@ def test_bfloat16_step_matches_float32():
   (measured 0.6%) and the gradient pointing the same way (cosine > 0.9; measured 0.97).
   Lowering bugs fail this by far; the lowering's exactness is tests/test_lowering.py's.
   """
-  loss32, grads32, stats32 = _sgd_step_grads('float32')
-  _, grads_noise, _ = _sgd_step_grads('float32', noise=2.0**-9)
-  loss16, grads16, stats16 = _sgd_step_grads('bfloat16')
+  loss32, grads32, stats32 = _sgd_step_grads(tiny_step_config, 'float32')
+  _, grads_noise, _ = _sgd_step_grads(tiny_step_config, 'float32', noise=2.0**-9)
+  loss16, grads16, stats16 = _sgd_step_grads(tiny_step_config, 'bfloat16')
   np.testing.assert_allclose(loss16, loss32, rtol=1e-2)
   error, float32_sensitivity = _relative_l2(grads16, grads32), _relative_l2(grads_noise, grads32)
   assert error < 2 * float32_sensitivity, (error, float32_sensitivity)
