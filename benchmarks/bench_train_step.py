@@ -33,7 +33,7 @@ pages, cutting the page faults of XLA's per-step buffers; `--no-hugetlb` leaves 
 PyTorch subprocess inherits the same environment.
 
   python -m benchmarks.bench_train_step                     # 64 and 224 px, batch 32
-  python -m benchmarks.bench_train_step --quick             # 64 px, im2col only (< 3 min)
+  python -m benchmarks.bench_train_step --quick             # 64 px, clean, im2col (< 3 min)
   python -m benchmarks.bench_train_step --batches 32,128    # adds batch 128
   python -m benchmarks.bench_train_step --models 1,2,4      # many models in one step
   python -m benchmarks.bench_train_step --quick --cpus 1    # one core, on a shared machine

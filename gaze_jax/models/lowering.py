@@ -16,6 +16,13 @@ plain Flax ResNet-18 train step is slow on XLA:CPU (jax 0.10) for three reasons:
 - the max-pool gradient (`select_and_scatter`): `max_pool`'s custom VJP routes each output
   gradient to the first maximum of its window (PyTorch's rule) in elementwise passes.
 
+bfloat16 (model.dtype) needs more: XLA:CPU computes bfloat16 convolutions in float32 between
+converts, and moves bfloat16 data (pads, slices, concatenations) through float32 too; only
+its matmuls run in bfloat16, and only in one form (`_dot`). So a bfloat16 convolution
+becomes im2col (gathered as 16-bit patterns) + a bfloat16 matmul accumulated in float32,
+forward and both gradients (`_matmul_lowering`; XLA's own where that did not pay), with
+the float32 kernel cast inside, so that its gradient is never rounded to bfloat16.
+
 `Im2ColConv` is a drop-in for 2-D `flax.linen.Conv` with the same parameter names, shapes
 and initialisers, so checkpoints load into either lowering.
 """
@@ -32,15 +39,16 @@ _DIMENSION_NUMBERS = ('NHWC', 'HWIO', 'NHWC')
 _IM2COL_MAX_PIXELS = 9    # Forward: im2col + matmul up to 3x3 output maps.
 _COL2IM_MAX_PIXELS = 25   # Input gradient: matmul + col2im up to 5x5 output maps.
 _CHUNK_BYTES = 8 * 2**20  # Patch-matrix bytes per chunk of the chunked weight gradient.
-# Compute dtypes in which every convolution, and its gradients, is lowered to matmuls:
-# XLA:CPU computes a bfloat16 convolution in float32 between converts, while its bfloat16
-# matmuls with float32 accumulation run at 2-3x the float32 matmul's rate (`_dot`).
+# Compute dtypes in which convolutions, and their gradients, are lowered to matmuls: XLA:CPU
+# computes a bfloat16 convolution in float32 between converts, while its bfloat16 matmuls
+# with float32 accumulation run at about twice the float32 matmul's rate (`_dot`).
 _MATMUL_DTYPES = (jnp.bfloat16,)
 # Except for convolutions of fewer input channels (the stem's RGB: XLA's were as fast
-# forward, 3x faster for the weight gradient) or larger patch matrices (at 224 px the 115 MB
-# of layer1's cost more memory traffic than its bfloat16 matmuls saved; 29 MB paid).
+# forward, 3x faster for the weight gradient) or larger patch matrices (at 224 px, batch 32,
+# writing layer1's 115 MB cost more than its bfloat16 matmuls saved; 58 MB broke even and
+# 29 MB paid).
 _MATMUL_MIN_CHANNELS = 16
-_MATMUL_MAX_PATCH_BYTES = 32 * 2**20
+_MATMUL_MAX_PATCH_BYTES = 64 * 2**20
 # Hands XLA:CPU's convolutions to Eigen instead of YNNPACK (jax 0.10's default), which ran
 # the 64-channel convolutions on one of 2 cores and weight gradients 3-5x slower than Eigen.
 EIGEN_CONVOLUTIONS_FLAG = '--xla_cpu_experimental_ynn_fusion_type=-individual_convolution'
