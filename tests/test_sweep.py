@@ -32,6 +32,15 @@ def test_shipped_grids(name, points, keys):
   assert len(sweep.check_grid(WANET, grid)) == points
 
 
+@pytest.mark.parametrize('name', ['ablation', 'frontier'])
+def test_study_grids_are_valid(name):
+  """The study's grids derive valid, distinct points from the base config."""
+  grid = sweep.load_grid(os.path.join(SWEEPS, name + '.py'))
+  points = sweep.check_grid(WANET, grid)
+  assert len(points) == len(grid) > 1 and grid[0] == {}
+  assert [p.config for p in points].count(WANET.config) == 1  # Only the base is the base.
+
+
 def test_strength_grid_values():
   grid = sweep.load_grid(os.path.join(SWEEPS, 'strength.py'))
   assert {p['wanet.s'] for p in grid} == {0.25, 0.5, 1.0, 1.5, 2.0}
