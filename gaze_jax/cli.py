@@ -105,12 +105,12 @@ with flag_errors(sys.argv):  # The overrides are looked up here, or else when fl
                                   'ml-collections config file; override fields with '
                                   '--config.FIELD=VALUE.', lock_config=True)
 flags.DEFINE_enum('mode', 'experiment', MODES,
-                  'experiment: clean control + poisoned model, one table, report.md; '
+                  'experiment: a clean control and the poisoned arms over seeds, report.md; '
                   'train: the config\'s single run in --workdir; '
                   'predict: gaze of --images by the trained run in --workdir; '
                   'export: that run as model.safetensors + config.json in --export_dir. '
-                  'predict and export use the run\'s config.json, not --config; an '
-                  'experiment workdir means its poisoned/ (else clean/) run. '
+                  'predict and export use the run\'s config.json, not --config; a '
+                  'finished experiment workdir means its last arm on its first seed. '
                   'finetune: the experiment in --workdir\'s poisoned model on clean data '
                   '(--config.FIELD=VALUE overrides apply to the fine-tuning config); '
                   'sweep: the --sweep grid over --config, one run per point.')

@@ -138,3 +138,22 @@ def test_tiny_sweep_runs_skips_and_aggregates(tiny_config, tmp_path, monkeypatch
   other = config_lib.derive(tiny_config, {'train.learning_rate': 0.5})
   with pytest.raises(UserError, match='another config'):
     sweep.run(other, GRID, workdir, show_progress=False)
+
+
+def test_tiny_sweep_sets_the_classifier_beside_the_regressor(tiny_config, tmp_path):
+  """A point overriding task.kind trains the classifier beside a clean classifier of its
+  own, and the report sets both kinds of model side by side (table and figure)."""
+  workdir = str(tmp_path / 'tasks')
+  rows, report_path = sweep.run(tiny_config, [{}, {'task.kind': 'classification'}], workdir,
+                                name='tasks', show_progress=False)
+  regressor, classifier = rows
+  assert [r['point'] for r in rows] == ['base', 'kind=classification']
+  assert rundir.load_config(os.path.join(workdir, 'clean,kind=classification'))['task'][
+      'kind'] == 'classification'
+  assert {'asr@5', 'cell_asr', 'control_cell_asr'} <= set(regressor)
+  assert 'attack_success' not in regressor and 'asr@5' not in classifier
+  for key in ('attack_success', 'control_attack_success', 'clean_accuracy'):
+    assert 0 <= classifier[key] <= 100
+  text = open(report_path).read()
+  assert 'Regression against classification' in text and '](tasks.png)' in text
+  assert os.path.exists(os.path.join(workdir, 'tasks.png'))
