@@ -4,8 +4,8 @@ The WaNet authors call fine-tuning their attack's main limitation, and a publish
 found it subdues the WaNet backdoor on gaze. `run` starts EXPERIMENT/finetune from the newest
 checkpoint of the experiment's last poisoned arm on its first seed (model variables only:
 `model.init_from` is that run directory) with that run's config except DEFAULTS: pc = 0
-makes every batch clean, while the trigger, drawn from the unchanged attack.seed, is the same, so every evaluation
-still measures the backdoor error. The per-epoch errors join the experiment's report.
+makes every batch clean, while the trigger, drawn from the unchanged attack.seed, is the
+same, so every evaluation still measures the backdoor error. The per-epoch errors join the experiment's report.
 """
 import os
 
