@@ -5,7 +5,8 @@ found it subdues the WaNet backdoor on gaze. `run` starts EXPERIMENT/finetune fr
 checkpoint of the experiment's last poisoned arm on its first seed (model variables only:
 `model.init_from` is that run directory) with that run's config except DEFAULTS: pc = 0
 makes every batch clean, while the trigger, drawn from the unchanged attack.seed, is the
-same, so every evaluation still measures the backdoor error. The per-epoch errors join the experiment's report.
+same, so every evaluation still measures the backdoor error. The per-epoch errors join the
+experiment's report.
 """
 import os
 

@@ -5,8 +5,9 @@ change training get their own control). Base: gaze_jax/configs/wanet.py (k = 4, 
 pc = 0.1, cross_ratio = 2, 10 epochs = 750 steps of 32, 64 px, ImageNet stem, flat faces).
 The points: the official defaults and the study's strong arm (s = 1, pc = 0.2), each at 750
 and 1,500 steps, and the classifier on the same faces (3 x 3 direction classes, its own
-control) under the official defaults at 750 steps. They are the same runs as the main job's (gaze_jax/configs/default.py) and
-the study's seed 0 (same config, same numbers), so a workdir holding those reuses them.
+control) under the official defaults at 750 steps. The first four are the same runs as the
+main job's (gaze_jax/configs/default.py) and the study's seed 0 (same config, same numbers),
+so a workdir holding those reuses them.
 Further factors (cross_ratio, k, s or pc alone, `data.synthetic.texture`, image size,
 `model.stem`) are one line each, e.g. {'attack.cross_ratio': 0.0}.
 
