@@ -1,12 +1,12 @@
 """The command line (`python run.py`, or `gaze-jax` once installed): flags -> config -> library.
 
   python run.py                                   # main job on the embedded synthetic release
-  python run.py --config gaze_jax/configs/wanet.py --config.wanet.s=1.0 --workdir runs/s1
-  python run.py --mode=train --config gaze_jax/configs/clean.py --workdir runs/clean
+  python run.py --config configs/wanet.py --config.wanet.s=1.0 --workdir runs/s1
+  python run.py --mode=train --config configs/clean.py --workdir runs/clean
   python run.py --mode=predict --workdir runs/default --images faces/ --trigger=wanet
   python run.py --mode=export --workdir runs/default      # -> runs/default/export
   python run.py --mode=finetune --workdir runs/default --config.train.num_epochs=5
-  python run.py --mode=sweep --sweep gaze_jax/configs/sweeps/strength.py --workdir runs/sweep
+  python run.py --mode=sweep --sweep configs/sweeps/strength.py --workdir runs/sweep
 
 A mistake of the user's (a flag, a config field, a file) ends in one line `error: ...` and
 exit status 2; the config is validated here, once, before anything is written. SIGINT
@@ -23,6 +23,7 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
+import ml_collections
 from ml_collections import config_flags
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs')
@@ -78,6 +79,39 @@ def _load_config(path):
   return module.get_config()
 
 
+def check_config_file(argv):
+  """Refuses, as one line naming the file, a --config file that raises or exits while it
+  loads, defines no get_config(), or whose get_config() returns no ConfigDict: what
+  ml_collections would report as a traceback (or, for sys.exit, not at all)."""
+  given = _config_file(argv)
+  path, _, arg = given.partition(':')  # ml_collections' FILE:ARG passes ARG to get_config.
+  if not os.path.isfile(path):
+    return  # Reported by flag_errors ("no such file").
+  expected = ('expected a Python file defining get_config() that returns an '
+              'ml_collections.ConfigDict (see configs/clean.py)')
+  try:
+    module_spec = importlib.util.spec_from_file_location('config_to_check', path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+  except BaseException as e:  # pylint: disable=broad-except  (SystemExit too)
+    fail(f'--config={given}: loading it raised {_described(e)}; {expected}')
+  get_config = getattr(module, 'get_config', None)
+  if not callable(get_config):
+    fail(f'--config={given}: it defines no get_config(); {expected}')
+  try:
+    config = get_config(*([arg] if arg else []))
+  except BaseException as e:  # pylint: disable=broad-except
+    fail(f'--config={given}: get_config() raised {_described(e)}; {expected}')
+  if not isinstance(config, ml_collections.ConfigDict):
+    fail(f'--config={given}: get_config() returned {type(config).__name__} {config!r:.60}; '
+         f'{expected}')
+
+
+def _described(error):
+  """'SystemExit(0)', "RuntimeError('boom')" of an exception, at most 200 characters."""
+  return f'{type(error).__name__}({", ".join(map(repr, error.args))})'[:200]
+
+
 @contextlib.contextmanager
 def flag_errors(argv):
   """Bad flags, unreadable config files and overrides of fields the config lacks as one
@@ -85,7 +119,7 @@ def flag_errors(argv):
   try:
     yield
   except flags.Error as e:
-    fail(e)
+    fail(str(e).removeprefix('ERROR:: '))  # absl's prefix of an unreadable --flagfile.
   except SyntaxError as e:  # In the --config file.
     fail(f'--config={_config_file(argv)}: cannot load the config file: {e!r}')
   except OSError as e:  # ml_collections could not load the --config file.
@@ -123,7 +157,7 @@ flags.DEFINE_string('trigger', 'none', "predict: 'none', or the run's attack kin
                     'badnets, blended) to apply its saved trigger to the images first.')
 flags.DEFINE_string('output', '', 'predict: write a CSV file instead of printing a table.')
 flags.DEFINE_string('export_dir', '', 'export: output folder (default: WORKDIR/export).')
-flags.DEFINE_string('sweep', '', 'sweep: a sweep file (gaze_jax/configs/sweeps/*.py).')
+flags.DEFINE_string('sweep', '', 'sweep: a sweep file (configs/sweeps/*.py).')
 FLAGS = flags.FLAGS
 
 
@@ -142,7 +176,7 @@ def check_usage(argv):
     raise UserError(f'unexpected arguments {argv[1:]}: every option is a --flag '
                     '(python run.py --help)')
   if FLAGS.mode == 'sweep' and not FLAGS.sweep:
-    raise UserError('--mode=sweep needs --sweep FILE (e.g. gaze_jax/configs/sweeps/strength.py)')
+    raise UserError('--mode=sweep needs --sweep FILE (e.g. configs/sweeps/strength.py)')
   if FLAGS.mode == 'export':
     files.check_writable(export_dir(), 'export directory')
   if FLAGS.mode == 'predict' and FLAGS.output:
@@ -243,6 +277,7 @@ def _main(argv):
 
 def parse_flags(argv):
   """absl's flag parsing (app.run's flags_parser), errors as one line like a UserError's."""
+  check_config_file(argv)
   with flag_errors(argv):
     argv = FLAGS(argv)
     FLAGS.config.keys()  # Raises OSError if the config file did not load.

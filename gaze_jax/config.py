@@ -1,6 +1,6 @@
 """The config, validated once into the frozen specs the library uses.
 
-A run is described by an ml-collections `ConfigDict` (gaze_jax/configs/*.py, overridden on
+A run is described by an ml-collections `ConfigDict` (configs/*.py, overridden on
 the command line). `validate` checks every field before anything is written or compiled,
 naming the field, the value and what is allowed, and returns a `RunSpec`: frozen,
 hashable sections that the stages below take instead of the whole config. Every allowed
@@ -28,7 +28,7 @@ STEMS = ('imagenet', 'cifar')
 DTYPES = ('float32', 'bfloat16')
 CONV_IMPLS = ('im2col', 'xla')
 OPTIMIZERS = ('adam', 'sgd')
-SCHEDULES = ('cosine', 'step', 'exponential', 'constant')
+SCHEDULES = ('cosine', 'wsd', 'step', 'exponential', 'constant')
 ATTACK_KINDS = ('none', 'wanet', 'badnets', 'blended')
 TRIGGER_KINDS = ATTACK_KINDS[1:]  # The kinds that have a trigger.
 TARGET_MODES = ('fixed', 'offset', 'mirror')
@@ -89,6 +89,7 @@ class TrainSpec:
   learning_rate: float = 1e-3
   schedule: str = 'cosine'
   warmup_epochs: float = 0.5
+  decay_fraction: float = 0.2
   step_epochs: tuple = (5, 8)
   decay_rate: float = 0.9
   momentum: float = 0.9
@@ -246,14 +247,14 @@ def check_fields(config, reference=None, prefix='config'):
     if key not in config and f'{prefix}.{key}' in OPTIONAL_SECTIONS:
       continue
     if key not in config:
-      raise ConfigError(f'{prefix}.{key} is missing (see gaze_jax/configs/clean.py)')
+      raise ConfigError(f'{prefix}.{key} is missing (see configs/clean.py)')
     if hasattr(reference[key], 'keys'):
       check_fields(config[key], reference[key], f'{prefix}.{key}')
     elif hasattr(config[key], 'keys'):
       raise ConfigError(f'{prefix}.{key} is invalid: expected a value, found a section')
   for key in config.keys():
     if key not in reference:
-      raise ConfigError(f'{prefix} has no field {key!r} (see gaze_jax/configs/clean.py)')
+      raise ConfigError(f'{prefix} has no field {key!r} (see configs/clean.py)')
 
 
 def validate(config, check_environment=True):
@@ -291,6 +292,10 @@ def validate(config, check_environment=True):
   _number(config, 'train.learning_rate', 0, 10, lo_open=True)
   _one_of(config, 'train.schedule', SCHEDULES)
   _number(config, 'train.warmup_epochs', 0, t.num_epochs)
+  _number(config, 'train.decay_fraction', 0, 1)
+  _check(t.warmup_epochs + t.decay_fraction * t.num_epochs <= t.num_epochs,
+         'train.decay_fraction', t.decay_fraction,
+         'a final decay that does not overlap train.warmup_epochs')
   _check(isinstance(t.step_epochs, (tuple, list)) and
          all(isinstance(e, (int, float)) and 0 < e for e in t.step_epochs) and
          list(t.step_epochs) == sorted(t.step_epochs) and

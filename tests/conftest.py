@@ -1,6 +1,6 @@
 """Shared fixtures: a tiny synthetic release and a `data` config built on it once.
 
-`tiny_data_config` is the `data` section of gaze_jax/configs/clean.py pointed at a session
+`tiny_data_config` is the `data` section of configs/clean.py pointed at a session
 temporary root, sized for tests (3 persons x 12 samples, 64 px source, 32 px
 images); its TFDS dataset is built once, when the fixture is first used (~1 s).
 `tiny_release` is the folder of that release's p00.mat ... p02.mat. Both are shared

@@ -23,7 +23,7 @@ def build(manual_dir, data_dir, size=32):
 def test_registered_with_configs():
   builder = tfds.builder('mpii_face_gaze/64', data_dir='/nonexistent')
   assert isinstance(builder, builder_lib.MPIIFaceGaze)
-  assert [c.name for c in builder_lib.MPIIFaceGaze.BUILDER_CONFIGS] == ['224', '112', '64', '32']
+  assert [c.name for c in builder_lib.MPIIFaceGaze.BUILDER_CONFIGS] == ['224', '112', '64', '48', '32']
   assert builder.info.features['image'].shape == (64, 64, 3)
 
 

@@ -65,7 +65,7 @@ def data_flags(data_config, root=None):
 @pytest.fixture(scope='module')
 def flags(tiny_data_config):
   """run.py flags of the tiny poisoned run: 6 steps, checkpoints 2, 3, 4, 6 (3 kept)."""
-  return ['--config=gaze_jax/configs/wanet.py', *data_flags(tiny_data_config),
+  return ['--config=configs/wanet.py', *data_flags(tiny_data_config),
           '--config.model.conv_impl=xla', '--config.train.batch_size=8',
           '--config.train.num_epochs=2', '--config.train.checkpoint_every_steps=2',
           '--config.train.log_every_steps=1', '--config.train.max_to_keep=3',
@@ -462,7 +462,7 @@ def test_damaged_files_usage_and_unwritable_paths_are_one_line_and_write_nothing
       'foreign config.json, predict': (
           ['--mode=predict', f'--workdir={foreign}', f'--images={tmp_path / "a_file"}'],
           re.escape(f'error: {foreign}/config.json does not hold a run config: config.attack '
-                    'is missing (see gaze_jax/configs/clean.py)')),
+                    'is missing (see configs/clean.py)')),
       'missing config file': (
           ['--config=missing.py', '--workdir={new}/0'],
           'error: --config=missing.py: cannot load the config file: no such file'),
@@ -473,7 +473,7 @@ def test_damaged_files_usage_and_unwritable_paths_are_one_line_and_write_nothing
       'sweep without --sweep': (
           ['--mode=sweep', '--workdir={new}/2'],
           re.escape('error: --mode=sweep needs --sweep FILE (e.g. '
-                    'gaze_jax/configs/sweeps/strength.py)')),
+                    'configs/sweeps/strength.py)')),
       'unwritable data root': (
           [*train, '--workdir={new}/3', f'--config.data.root={tmp_path}/a_file/data'],
           'error: cannot write the synthetic release to .*/a_file/data/releases/.*'),

@@ -68,6 +68,6 @@ def test_installed_command_and_configs(venv):
                        timeout=600, check=False)
   # The packaged default config loaded and took the override; the sweep file is missing.
   assert out.returncode == 2 and out.stderr.strip().endswith('--mode=sweep needs --sweep FILE '
-                                                             '(e.g. gaze_jax/configs/sweeps/'
+                                                             '(e.g. configs/sweeps/'
                                                              'strength.py)'), out.stderr
   assert not (tmp / 'runs').exists()

@@ -4,8 +4,8 @@ Reads `p00.mat`, `p01.mat`, ... (however many, contiguous from p00; the real rel
 has 15) from the manual dir, streaming each file in chunks, and writes array_record
 files with zlib-compressed image tensors, so that neither building nor reading needs
 TensorFlow (read with `tfds.data_source`). Builder configs are output sizes: '224' as
-in the study, '112' and '64' for CPU work, '32' for tests. Splits keep the file order
-(shuffling disabled), so `'p03[:80%]'` is the first 80% of person 3's samples.
+in the study, '112', '64' and '48' for CPU work, '32' for tests and fast recipes. Splits
+keep the file order (shuffling disabled), so `'p03[:80%]'` is the first 80% of person 3's samples.
 """
 import os
 import re
@@ -16,7 +16,7 @@ import tensorflow_datasets as tfds
 
 from tfds_mpiifacegaze import matfile
 
-IMAGE_SIZES = (224, 112, 64, 32)
+IMAGE_SIZES = (224, 112, 64, 48, 32)
 HOMEPAGE = 'https://www.perceptualui.org/research/datasets/MPIIFaceGaze/'
 _FILE_RE = re.compile(r'p(\d\d)\.mat')
 

@@ -1,6 +1,6 @@
 """Grids of poisoned runs over the attack's knobs: resumable, aggregated into sweep.csv.
 
-A sweep file (gaze_jax/configs/sweeps/*.py) defines `get_sweep()`, a list of flat override
+A sweep file (configs/sweeps/*.py) defines `get_sweep()`, a list of flat override
 dicts such as {'wanet.k': 4, 'wanet.s': 0.5} (big_vision style), each applied to the base
 config (the `--config` of run.py, with its own overrides). Every point is a poisoned model
 beside a clean control trained the same way: overrides of the attack sections
@@ -42,12 +42,26 @@ def load_grid(path):
   """The list of override dicts of the sweep file at `path`."""
   if not os.path.isfile(path):
     raise UserError(f'sweep file {path} does not exist')
+  expected = ('expected a Python file defining get_sweep() that returns a list of override '
+              "dicts such as {'wanet.s': 0.5} (see configs/sweeps/strength.py)")
   module_spec = importlib.util.spec_from_file_location('sweep_config', path)
   module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  if not hasattr(module, 'get_sweep'):
-    raise UserError(f'sweep file {path} defines no get_sweep()')
-  return [dict(point) for point in module.get_sweep()]
+  try:
+    module_spec.loader.exec_module(module)
+  except BaseException as e:  # pylint: disable=broad-except  (SystemExit too)
+    raise UserError(f'sweep file {path}: loading it raised {type(e).__name__}{e.args!r:.150}; '
+                    f'{expected}') from e
+  if not callable(getattr(module, 'get_sweep', None)):
+    raise UserError(f'sweep file {path} defines no get_sweep(); {expected}')
+  try:
+    grid = module.get_sweep()
+  except BaseException as e:  # pylint: disable=broad-except
+    raise UserError(f'sweep file {path}: get_sweep() raised {type(e).__name__}'
+                    f'{e.args!r:.150}; {expected}') from e
+  if not isinstance(grid, (list, tuple)) or not all(isinstance(p, dict) for p in grid):
+    raise UserError(f'sweep file {path}: get_sweep() returned {type(grid).__name__} '
+                    f'{grid!r:.60}; {expected}')
+  return [dict(point) for point in grid]
 
 
 def point_name(overrides):
@@ -83,6 +97,11 @@ def check_grid(run, grid):
   points = []
   for overrides in grid:
     point = config_lib.derive(run, overrides)
+    if point.attack.kind == 'none':  # Measured against its trigger: it must have one.
+      raise UserError(
+          f"sweep point {point_name(overrides)} has attack.kind='none': every point is a "
+          'poisoned model measured beside a clean control; sweep over a poisoned --config '
+          '(e.g. configs/wanet.py) or set attack.kind in the point')
     num_bd, _ = config_lib.split_counts(point.train.batch_size, point.attack.pc,
                                         point.attack.cross_ratio)
     if point.attack.kind != 'none' and num_bd == 0:

@@ -21,12 +21,21 @@ class TrainState(train_state.TrainState):
 
 
 def make_schedule(t, steps_per_epoch):
-  """The learning-rate schedule of TrainSpec `t`: linear warm-up, then the decay."""
+  """The learning-rate schedule of TrainSpec `t`: linear warm-up, then the decay.
+
+  'wsd' (warm-up, stable, decay) keeps the peak rate until the last `decay_fraction` of the
+  steps, so that a longer run is the shorter one continued at the same rate, not a different
+  curve: training length and learning rate can be told apart."""
   total = t.num_epochs * steps_per_epoch
   warmup = int(t.warmup_epochs * steps_per_epoch)
   lr = t.learning_rate
   if t.schedule == 'cosine':
     decay = optax.cosine_decay_schedule(lr, max(total - warmup, 1))
+  elif t.schedule == 'wsd':  # Flat until the last decay_fraction of all steps, then linear.
+    decay_steps = int(round(t.decay_fraction * total))
+    stable = max(total - warmup - decay_steps, 0)
+    decay = optax.join_schedules([optax.constant_schedule(lr),
+                                  optax.linear_schedule(lr, 0.0, max(decay_steps, 1))], [stable])
   elif t.schedule == 'step':
     decay = optax.piecewise_constant_schedule(
         lr, {int(e * steps_per_epoch) - warmup: 0.1 for e in t.step_epochs})

@@ -1,9 +1,9 @@
 """The main job in 10 minutes on 2 CPU cores (`python run.py`): the study's control and two
-arms (gaze_jax/configs/study.py) at half its training length.
+arms (configs/study.py) at half its training length.
 
 In this budget (750 steps of 32 per model) neither arm takes hold: WaNet with its noise
 mode needs about 1,100 to 1,500 steps here (the ablation, README "The answer"), so the
-report of this job shows the budget's answer, and gaze_jax/configs/study.py the study's.
+report of this job shows the budget's answer, and configs/study.py the study's.
 """
 from gaze_jax.configs import study
 

@@ -1,6 +1,6 @@
 """Warp strength s x control grid size k (15 points), the knobs the gaze study needed.
 
-  python run.py --mode=sweep --config gaze_jax/configs/wanet.py --sweep gaze_jax/configs/sweeps/strength.py \
+  python run.py --mode=sweep --config configs/wanet.py --sweep configs/sweeps/strength.py \
       --workdir runs/sweep_strength
 """
 

@@ -2,7 +2,7 @@
 
 Every field is documented here; `gaze_jax.config.validate` rejects invalid values
 before anything is compiled. Override any field from the command line, e.g.
-`python run.py --config gaze_jax/configs/clean.py --config.train.num_epochs=3`.
+`python run.py --config configs/clean.py --config.train.num_epochs=3`.
 """
 import ml_collections
 
@@ -12,7 +12,7 @@ def get_config():
   c.seed = 0                      # Drives init, data order, triggers and poisoning noise.
 
   c.data = d = ml_collections.ConfigDict()
-  d.image_size = 64               # TFDS builder config: 224 (the study), 112, 64 or 32 px.
+  d.image_size = 64               # TFDS builder config: 224 (the study), 112, 64, 48 or 32 px.
   d.manual_dir = ''               # Folder with the real p00.mat ... p14.mat; '' = synthetic.
   d.root = 'data'                 # Where synthetic releases and TFDS datasets are kept.
   d.protocol = 'random_split'     # 'random_split' | 'leave_one_person_out'.
@@ -43,8 +43,10 @@ def get_config():
   t.num_epochs = 10
   t.optimizer = 'adam'            # 'adam' (study: Adam) | 'sgd' (momentum).
   t.learning_rate = 1e-3          # Peak learning rate.
-  t.schedule = 'cosine'           # 'cosine' | 'step' | 'exponential' | 'constant'.
+  t.schedule = 'cosine'           # 'cosine' | 'wsd' | 'step' | 'exponential' | 'constant'.
   t.warmup_epochs = 0.5           # Linear warm-up before the schedule.
+  t.decay_fraction = 0.2          # 'wsd' (warm-up, stable, decay): the last fraction of all
+                                  # steps decays linearly to zero; the rate is flat before.
   t.step_epochs = (5, 8)          # 'step': epochs at which the rate is multiplied by 0.1.
   t.decay_rate = 0.9              # 'exponential': multiplier per epoch.
   t.momentum = 0.9                # 'sgd' only.

@@ -1,6 +1,6 @@
 """The real MPIIFaceGaze at 224 px on a GPU/TPU: the WaNet-on-gaze study's setting.
 
-    python run.py --config gaze_jax/configs/mpii224.py \
+    python run.py --config configs/mpii224.py \
         --config.data.manual_dir=/path/to/MPIIFaceGaze_normalized \
         --config.model.init_from=resnet18.safetensors --workdir runs/mpii224
 

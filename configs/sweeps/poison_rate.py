@@ -4,7 +4,7 @@ The count per batch is int(batch_size * pc), truncated as in the official code: 
 default batch of 32, pc = 0.01 poisons no sample (a second clean control; the sweep warns)
 and pc = 0.05 one sample per batch.
 
-  python run.py --mode=sweep --sweep gaze_jax/configs/sweeps/poison_rate.py --workdir runs/sweep_pc
+  python run.py --mode=sweep --sweep configs/sweeps/poison_rate.py --workdir runs/sweep_pc
 """
 
 
