@@ -26,10 +26,14 @@ def get_config():
   s.texture = 0.0                 # Fine detail at pixel scale (skin, hair, lashes, noise): 0-2.
 
   c.task = k = ml_collections.ConfigDict()
-  k.kind = 'regression'           # 'regression' (pitch, yaw; L1 loss) | 'classification'
-                                  # (bins x bins direction classes; cross-entropy).
-  k.bins = 3                      # 'classification': bins per angle, equal-count edges from
-                                  # the training split.
+  k.kind = 'regression'           # 'regression' (pitch, yaw; train.loss) | 'classification'
+                                  # (bins x bins direction classes; cross-entropy) | 'binned'
+                                  # (bins logits per angle, as L2CS-Net: cross-entropy per
+                                  # angle + binned_weight x train.loss on the softmax
+                                  # expectation of the bin centres, which is the prediction).
+  k.bins = 3                      # 'classification' / 'binned': bins per angle (2..30),
+                                  # equal-count edges from the training split.
+  k.binned_weight = 1.0           # 'binned': weight of the regression loss (>= 0).
 
   c.model = m = ml_collections.ConfigDict()
   m.stem = 'imagenet'             # 'imagenet' (7x7/2 conv + max-pool) | 'cifar' (3x3/1, no pool:
@@ -52,6 +56,9 @@ def get_config():
   t.momentum = 0.9                # 'sgd' only.
   t.weight_decay = 1e-4           # Decoupled (AdamW / SGD + add_decayed_weights); 0 = none.
   t.flip = False                  # Random horizontal flips (the gaze yaw is negated).
+  t.loss = 'l1'                   # Gaze regression loss, mean over both angles (radians):
+                                  # 'l1' | 'l2' (squared error) | 'huber' (optax.huber_loss).
+  t.huber_delta_deg = 2.0         # 'huber': where quadratic turns linear, degrees (> 0).
   t.log_every_steps = 20          # Training metrics to JSON lines / TensorBoard.
   t.checkpoint_every_steps = 100  # Also saved at the end of every epoch.
   t.max_to_keep = 2               # Checkpoints kept on disk.

@@ -191,7 +191,7 @@ def use_run(images):
   if run_dir != FLAGS.workdir:
     print(f'using the run in {run_dir}', file=sys.stderr)
   run, state, trigger = predict.load_run(run_dir)
-  classes = predict.load_classes(run_dir) if run.task.kind == 'classification' else None
+  classes = predict.load_classes(run_dir) if run.task.kind != 'regression' else None
   if FLAGS.mode == 'export':
     export.export_model(out, {'params': state.params, 'batch_stats': state.batch_stats},
                         run.config, trigger, classes)

@@ -23,7 +23,10 @@ from tfds_mpiifacegaze import mpii_face_gaze_dataset_builder as builder_lib
 
 # Allowed values, each in one place.
 PROTOCOLS = ('random_split', 'leave_one_person_out')
-TASKS = ('regression', 'classification')
+TASKS = ('regression', 'classification', 'binned')
+GAZE_TASKS = ('regression', 'binned')  # The tasks whose prediction is a gaze (pitch, yaw).
+MAX_BINS = 30  # task.bins: 2..MAX_BINS bins per angle.
+LOSSES = ('l1', 'l2', 'huber')  # train.loss: the regression loss of a gaze prediction.
 STEMS = ('imagenet', 'cifar')
 DTYPES = ('float32', 'bfloat16')
 CONV_IMPLS = ('im2col', 'xla')
@@ -62,13 +65,25 @@ class DataSpec:
 
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
-  """What the network predicts (config.task): (pitch, yaw), or one of bins x bins direction
-  classes (data/classes.py)."""
+  """What the network predicts (config.task) and how a gaze prediction is scored in training:
+  (pitch, yaw); one of bins x bins direction classes (data/classes.py); or 'binned', bins
+  logits per angle whose softmax expectation over the bin centres is the (pitch, yaw).
+  `loss` and `huber_delta` (radians) are config.train.loss and train.huber_delta_deg, here so
+  that the compiled step gets them with the task."""
   kind: str = 'regression'
   bins: int = 3
+  binned_weight: float = 1.0  # 'binned': weight of the regression loss beside cross-entropy.
+  loss: str = 'l1'            # LOSSES.
+  huber_delta: float = math.radians(2.0)
 
   def outputs(self):
-    return 2 if self.kind == 'regression' else self.bins ** 2
+    """The network's outputs: 2 angles, bins^2 class logits, or bins logits per angle."""
+    return {'regression': 2, 'classification': self.bins ** 2, 'binned': 2 * self.bins}[
+        self.kind]
+
+  def predicts_gaze(self):
+    """Whether the prediction is a gaze (pitch, yaw), scored by the regressor's metrics."""
+    return self.kind in GAZE_TASKS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +110,8 @@ class TrainSpec:
   momentum: float = 0.9
   weight_decay: float = 1e-4
   flip: bool = False
+  loss: str = 'l1'
+  huber_delta_deg: float = 2.0
   log_every_steps: int = 20
   checkpoint_every_steps: int = 100
   max_to_keep: int = 2
@@ -270,8 +287,12 @@ def validate(config, check_environment=True):
   data = validate_data(config.data, check_environment)
 
   _one_of(config, 'task.kind', TASKS)
-  _number(config, 'task.bins', 2, 10, integer=True)
-  task = TaskSpec(config.task.kind, config.task.bins)
+  _number(config, 'task.bins', 2, MAX_BINS, integer=True)
+  _number(config, 'task.binned_weight', 0)
+  _one_of(config, 'train.loss', LOSSES)
+  _number(config, 'train.huber_delta_deg', 0, 90, lo_open=True)
+  task = TaskSpec(config.task.kind, config.task.bins, float(config.task.binned_weight),
+                  config.train.loss, math.radians(config.train.huber_delta_deg))
 
   m = config.model
   _one_of(config, 'model.stem', STEMS)

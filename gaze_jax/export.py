@@ -43,7 +43,8 @@ def _description(trigger_names):
       'format': FORMAT,
       'architecture': (
           "torchvision resnet18 (BasicBlock, stages 2-2-2-2, widths 64-512, BatchNorm "
-          "epsilon 1e-5, global average pool) with fc: 512 -> 2."),
+          "epsilon 1e-5, global average pool) with fc: 512 -> config.task outputs (2 for "
+          'regression, bins^2 for classification, 2 * bins for binned).'),
       'input': (
           'RGB face crops as float32 NHWC in [0, 1], resized to config.data.image_size. '
           f'The model normalises them itself: (x - {list(resnet.IMAGENET_MEAN)}) / '
@@ -53,7 +54,10 @@ def _description(trigger_names):
           'sin(yaw), y = -sin(pitch), z = -cos(pitch) cos(yaw). classification: logits of '
           'config.task.bins^2 classes, class = pitch_bin * bins + yaw_bin with the bins cut at '
           'classes/pitch_edges and classes/yaw_edges (radians; the outer bins unbounded); '
-          "classes/centres[class] is a class's mean training gaze."),
+          "classes/centres[class] is a class's mean training gaze. binned: config.task.bins "
+          'logits for pitch, then as many for yaw, cut at the same edges; the gaze is, per '
+          'angle, softmax(logits) . classes/pitch_centres (yaw_centres: the mean training '
+          'angle of each bin).'),
       'tensors': (
           f"{MODEL_FILE} names are '/'-joined Flax paths: params/<module>/kernel "
           '(convolutions HWIO, fc (in, out)), params/<module>/{scale,bias} and '

@@ -18,6 +18,7 @@ from PIL import Image
 
 from gaze_jax import geometry
 from gaze_jax.attacks import triggers
+from gaze_jax.data import classes as classes_lib
 from gaze_jax.data import device
 from gaze_jax.errors import UserError
 from gaze_jax.report import assemble
@@ -116,7 +117,8 @@ def load_classes(run_dir):
 
 def predict(run, state, trigger, images_uint8, apply_trigger, classes=None):
   """(gaze (N, 2) pitch, yaw in radians, classes (N,) or None) of uint8 images, optionally
-  with the run's trigger applied. A classifier's gaze is its predicted class's centre."""
+  with the run's trigger applied. A classifier's gaze is its predicted class's centre; a
+  binned regressor's, the expectation of its bins' centres (`classes`: the run's, both)."""
   spec = run.attack
   if apply_trigger and (spec.kind == 'none' or not trigger):
     raise UserError('this run was trained without an attack (attack.kind='
@@ -136,6 +138,8 @@ def predict(run, state, trigger, images_uint8, apply_trigger, classes=None):
   outputs = np.concatenate(outputs)
   if run.task.kind == 'regression':
     return outputs, None
+  if run.task.kind == 'binned':  # The softmax expectation of the bin centres.
+    return np.asarray(classes_lib.expected_gaze(outputs, classes)), None
   labels = np.argmax(outputs, axis=-1)
   return np.asarray(classes['centres'])[labels], labels
 

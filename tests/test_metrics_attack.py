@@ -6,7 +6,9 @@ difference of their yaws: the hand-computed cases below use that.
 import numpy as np
 import pytest
 
+from gaze_jax.experiments import main
 from gaze_jax.metrics import attack as attack_metrics
+from gaze_jax.metrics import classification
 
 
 def _yaw_deg(*yaws):
@@ -31,7 +33,8 @@ def test_hand_computed_summary():
       'asr@10': 100.0,            # eligible: 15; within 10: yes (9.5 deg).
   }
   assert set(out) == set(expected) | {'asr@20', 'study_clean_error', 'study_backdoor_error',
-                                      'backdoor_spread', 'collapse_backdoor_error'}
+                                      'backdoor_spread', 'collapse_backdoor_error',
+                                      'robust_error', 'trigger_shift'}
   for name, value in expected.items():
     assert out[name] == pytest.approx(value, abs=0.02), name
   assert np.isnan(out['asr@20'])  # No sample starts farther than 20 deg from the target.
@@ -106,3 +109,83 @@ def test_study_metric_collapse_baseline_and_spread_by_hand():
 def test_backdoor_error_quantiles_are_the_cdf():
   q = attack_metrics.backdoor_error_quantiles(BACKDOOR, TARGETS, quantiles=[0.0, 0.5, 1.0])
   np.testing.assert_allclose(q, [0.5, 2.5, 9.5], atol=1e-3)  # Errors 0.5, 1, 4, 9.5.
+
+
+def _vector(pitchyaw):
+  """Unit gaze vectors of (N, 2) (pitch, yaw): x = -cos p sin y, y = -sin p, z = -cos p cos y."""
+  p, y = pitchyaw[:, 0], pitchyaw[:, 1]
+  return np.stack([-np.cos(p) * np.sin(y), -np.sin(p), -np.cos(p) * np.cos(y)], -1)
+
+
+def test_robust_error_and_trigger_shift_by_hand():
+  """Robust error: triggered prediction vs the TRUE gaze (yaws 1, 3, 8, 15 against 0.5, -1,
+  4, 9.5: 0.5, 4, 4, 5.5 deg); trigger shift: triggered vs clean prediction."""
+  out = attack_metrics.summarize(clean_pred=_yaw_deg(2, 5, 11, 19), backdoor_pred=BACKDOOR,
+                                 noise_pred=None, true_gaze=TRUE, targets=TARGETS)
+  assert out['robust_error'] == pytest.approx((0.5 + 4 + 4 + 5.5) / 4, abs=1e-4)
+  assert out['trigger_shift'] == pytest.approx((1.5 + 6 + 7 + 9.5) / 4, abs=1e-4)
+  # Off the horizontal circle: a pitch change and a yaw change, as vector angles.
+  true = np.radians([[10.0, 0.0], [0.0, 0.0]]).astype(np.float32)
+  triggered = np.radians([[10.0, 20.0], [-30.0, 0.0]]).astype(np.float32)
+  angles = np.degrees(np.arccos(np.sum(_vector(true.astype(np.float64)) *
+                                       _vector(triggered.astype(np.float64)), -1)))
+  assert angles[1] == pytest.approx(30.0)
+  out = attack_metrics.summarize(true, triggered, None, true, triggered)
+  assert out['robust_error'] == pytest.approx(angles.mean(), abs=1e-3)
+  assert out['trigger_shift'] == pytest.approx(angles.mean(), abs=1e-3)
+  assert out['backdoor_error'] == pytest.approx(0.0, abs=0.05)  # float32 arccos near 1.
+
+
+def test_time_to_implant_on_a_synthetic_curve():
+  curve = [{'step': 10, 'asr@5': 5.0}, {'step': 20, 'asr@5': float('nan')},
+           {'step': 30, 'asr@5': 89.9}, {'step': 40, 'asr@5': 90.0},
+           {'step': 50, 'asr@5': 70.0}, {'step': 60, 'asr@5': 99.0}]
+  assert attack_metrics.time_to_implant(curve) == 40
+  assert attack_metrics.time_to_implant(curve, level=95.0) == 60
+  assert attack_metrics.time_to_implant(curve[:4][:-1]) is None
+  assert attack_metrics.time_to_implant([{'step': 10, 'clean_error': 3.0}]) is None
+  assert attack_metrics.time_to_implant([]) is None
+  assert attack_metrics.time_to_implant(
+      [{'step': 7, 'attack_success': 91.0}], key='attack_success') == 7
+
+
+def _seed(asr, backdoor, clean, control_clean, implant):
+  return {'poisoned': {'asr@5': asr, 'backdoor_error': backdoor, 'clean_error': clean},
+          'control': {'asr@5': 0.0, 'backdoor_error': 20.0, 'clean_error': control_clean},
+          'stealth': {'psnr': 30.0}, 'time_to_implant': implant}
+
+
+def test_per_seed_verdict_counts_and_time_to_implant_in_the_seeds_summary():
+  """Seed 0 meets the bar; seed 1 misses it on ASR, seed 2 on the clean cost (0.6 > 0.5 deg),
+  seed 3 on the backdoor error; seed 4 meets it exactly at the bar."""
+  seeds = [_seed(95, 1.0, 3.0, 2.8, 100), _seed(89.9, 1.0, 3.0, 3.0, None),
+           _seed(99, 1.0, 3.6, 3.0, 200), _seed(99, 2.1, 3.0, 3.0, 300),
+           _seed(90, 2.0, 3.5, 3.0, 400)]
+  held = [attack_metrics.takes_hold(s['poisoned'], s['control']) for s in seeds]
+  assert held == [True, False, False, False, True]
+  per_seed = [{'seed': i, 'clean': s['control'], 'arms': {'wanet': s}}
+              for i, s in enumerate(seeds)]
+  summary = main.summarize_seeds(per_seed, ['wanet'])['wanet']
+  assert summary['seeds_held'] == 2 and summary['seeds_total'] == 5
+  assert summary['time_to_implant'] == [100, None, 200, 300, 400]
+  classifier = {'attack_success': 92.0, 'clean_accuracy': 80.0}
+  assert attack_metrics.takes_hold(classifier, {'clean_accuracy': 81.5})
+  assert not attack_metrics.takes_hold(classifier, {'clean_accuracy': 82.5})
+
+
+def test_classifier_attack_success_over_all_faces_and_cell_accuracy_by_hand():
+  """Four faces in the four cells of a 2 x 2 grid, target in cell 3: BackdoorBench's attack
+  success leaves face 3 (already in the target cell) out; the official WaNet one keeps it."""
+  fitted = {'pitch_edges': np.array([-1.0, 0.0, 1.0], np.float32),
+            'yaw_edges': np.array([-1.0, 0.0, 1.0], np.float32),
+            'centres': np.array([[-.5, -.5], [-.5, .5], [.5, -.5], [.5, .5]], np.float32)}
+  true = fitted['centres'].copy()
+  targets = np.tile([[.5, .5]], (4, 1)).astype(np.float32)
+  onehot = lambda labels: np.eye(4)[labels] * 5.0  # pylint: disable=unnecessary-lambda-assignment
+  out = classification.classifier_summary(onehot([3, 1, 2, 3]), onehot([3, 1, 3, 3]), None,
+                                          true, targets, fitted)
+  assert out['attack_success'] == pytest.approx(200 / 3)  # Faces 0 and 2 of faces 0-2.
+  assert out['attack_success_all'] == pytest.approx(75.0)  # Faces 0, 2 and 3 of all four.
+  assert out['robust_accuracy'] == pytest.approx(50.0)     # Faces 1 and 3 keep their class.
+  clean = np.array([[-.4, -.1], [.2, .3], [.5, -.9], [-.1, .2]], np.float32)  # Cells 0, 3, 2, 1.
+  assert classification.regressor_cell_accuracy(clean, true, fitted) == {'cell_accuracy': 50.0}

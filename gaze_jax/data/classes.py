@@ -1,4 +1,5 @@
-"""Gaze as direction classes, for the classification variant of the task on the same faces.
+"""Gaze as direction classes or per-angle bins, for the classification and binned variants of
+the task on the same faces.
 
 (pitch, yaw) is cut into `bins` x `bins` classes by equal-count edges taken from the
 training split, one angle at a time: every pitch bin and every yaw bin holds 1/bins of the
@@ -6,28 +7,44 @@ training faces (the joint cells are as balanced as the two angles are independen
 c = pitch_bin * bins + yaw_bin. The outer bins reach to the training set's extremes, which
 bound a cell for its size; labels beyond them (a target, a held-out face) fall into the
 outer bins. `classify` is pure jnp, so the train step bins its (poisoned) labels itself: a
-backdoor row's target gaze becomes the class holding it.
+backdoor row's target gaze becomes the class holding it. The binned regressor uses the same
+edges per angle (`bin_index`) and each bin's mean training angle as its centre
+(`expected_gaze`: the softmax expectation of those centres, as L2CS-Net predicts gaze).
 """
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 
+def _bin_means(values, labels, count, lo, hi):
+  """Mean of `values` per label in range(count); the middle of (lo, hi) where a bin is empty."""
+  sums = np.zeros((count,) + values.shape[1:])
+  np.add.at(sums, labels, values)
+  counts = np.bincount(labels, minlength=count).reshape((count,) + (1,) * (values.ndim - 1))
+  middle = (np.asarray(lo) + np.asarray(hi)) / 2
+  return np.where(counts > 0, sums / np.maximum(counts, 1), middle)
+
+
 def fit(gaze, bins):
-  """{'pitch_edges', 'yaw_edges': (bins + 1,) float32, 'centres': (bins^2, 2)} of training
-  labels `gaze` (N, 2): quantile edges (the first and last at the extremes) and each class's
-  mean training gaze (its cell's middle if no training face falls in it)."""
+  """The classes of training labels `gaze` (N, 2), `bins` per angle: {'pitch_edges',
+  'yaw_edges': (bins + 1,) float32 quantile edges (the first and last at the extremes),
+  'centres': (bins^2, 2) each class's mean training gaze, 'pitch_centres', 'yaw_centres':
+  (bins,) each angle's bins' mean training angle}; an empty cell or bin gets its middle."""
   gaze = np.asarray(gaze, np.float64)
   levels = np.linspace(0.0, 1.0, bins + 1)
   edges = [np.quantile(gaze[:, a], levels) for a in (0, 1)]
   labels = np.asarray(classify(gaze, {'pitch_edges': edges[0], 'yaw_edges': edges[1]}))
-  centres = np.empty((bins * bins, 2))
-  for c in range(bins * bins):
-    members = gaze[labels == c]
-    p, y = divmod(c, bins)
-    middle = [(edges[0][p] + edges[0][p + 1]) / 2, (edges[1][y] + edges[1][y + 1]) / 2]
-    centres[c] = members.mean(axis=0) if len(members) else middle
-  return {'pitch_edges': edges[0].astype(np.float32), 'yaw_edges': edges[1].astype(np.float32),
-          'centres': centres.astype(np.float32)}
+  p, y = np.divmod(np.arange(bins * bins), bins)
+  centres = _bin_means(gaze, labels, bins * bins,
+                       np.stack([edges[0][p], edges[1][y]], -1),
+                       np.stack([edges[0][p + 1], edges[1][y + 1]], -1))
+  out = {'pitch_edges': edges[0].astype(np.float32), 'yaw_edges': edges[1].astype(np.float32),
+         'centres': centres.astype(np.float32)}
+  for a, name in enumerate(('pitch', 'yaw')):
+    angle_bins = np.asarray(_bin(gaze[:, a], edges[a]))
+    out[f'{name}_centres'] = _bin_means(gaze[:, a], angle_bins, bins, edges[a][:-1],
+                                        edges[a][1:]).astype(np.float32)
+  return out
 
 
 def num_classes(classes):
@@ -45,6 +62,26 @@ def classify(gaze, classes):
   bins = yaw_edges.shape[0] - 1
   return (_bin(gaze[..., 0], pitch_edges) * bins + _bin(gaze[..., 1], yaw_edges)).astype(
       jnp.int32)
+
+
+def bin_index(gaze, classes):
+  """(N, 2) int32 (pitch bin, yaw bin) of each (N, 2) gaze: the binned regressor's targets."""
+  return jnp.stack([_bin(gaze[..., 0], jnp.asarray(classes['pitch_edges'])),
+                    _bin(gaze[..., 1], jnp.asarray(classes['yaw_edges']))], -1).astype(jnp.int32)
+
+
+def angle_logits(outputs):
+  """(N, 2, bins) logits per angle (pitch first) of the binned head's (N, 2 * bins) outputs."""
+  return outputs.reshape(outputs.shape[:-1] + (2, outputs.shape[-1] // 2))
+
+
+def expected_gaze(outputs, classes):
+  """(N, 2) float32 (pitch, yaw) of the binned head's (N, 2 * bins) outputs: per angle, the
+  softmax of its bins' logits times the bins' centres, summed."""
+  centres = jnp.stack([jnp.asarray(classes['pitch_centres']),
+                       jnp.asarray(classes['yaw_centres'])]).astype(jnp.float32)
+  probs = jax.nn.softmax(angle_logits(jnp.asarray(outputs, jnp.float32)), axis=-1)
+  return jnp.sum(probs * centres, axis=-1)
 
 
 def cell_radius_deg(classes, label):

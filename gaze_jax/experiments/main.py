@@ -86,10 +86,15 @@ def measure_arm(arm, arm_dir, control_dir, control_results):
   classes = {k: np.asarray(v, np.float32) for k, v in control_results['classes'].items()}
   out = {name: evaluate.summarize(p, arm.eval.asr_thresholds, mean, classes, arm.task)
          for name, p in preds.items()}
-  if arm.task.kind == 'regression':  # The curves of a gaze prediction.
+  # The first evaluation at which the attack took hold; results.json is the chief's alone.
+  history = rundir.read_results(arm_dir)['history'] if rundir.finished(arm_dir) else []
+  out['time_to_implant'] = attack.time_to_implant(
+      history, attack.IMPLANT_KEY if arm.task.predicts_gaze() else 'attack_success')
+  if arm.task.predicts_gaze():  # The curves of a gaze prediction.
     out['asr_curves'] = {}
     out['quantiles'] = {}
     for name, p in preds.items():
+      p = evaluate.as_gaze(p, arm.task, classes)
       taus, asr = attack.asr_curve(p['backdoor_pred'], p['gaze'], p['target'])
       out['asr_curves'].update(taus=taus.tolist(), **{name: asr.tolist()})
       out['quantiles'][name] = attack.backdoor_error_quantiles(p['backdoor_pred'],
@@ -108,6 +113,11 @@ def summarize_seeds(per_seed, arm_names):
     out[name] = {role: seed_stats.aggregate([r[role] for r in results])
                  for role in ('poisoned', 'control')}
     out[name]['stealth'] = seed_stats.aggregate([r['stealth'] for r in results])
+    # Per seed: whether it meets the bar (metrics.attack.takes_hold), and when it got there.
+    out[name]['seeds_held'] = sum(attack.takes_hold(r['poisoned'], r['control'])
+                                  for r in results)
+    out[name]['seeds_total'] = len(results)
+    out[name]['time_to_implant'] = [r.get('time_to_implant') for r in results]
     out[name]['paired'] = {m: seed_stats.paired([r['poisoned'][m] for r in results],
                                                 [r['control'][m] for r in results])
                            for m in COMPARED if m in results[0]['poisoned']}

@@ -4,6 +4,10 @@ From per-sample predictions on the held-out split (host NumPy):
 - clean error: prediction on the clean image vs the true gaze;
 - backdoor error: prediction on the triggered image vs the attack target;
 - noise error: prediction on the WaNet noise-warped image vs the true gaze;
+- robust error: prediction on the triggered image vs the TRUE gaze (BackdoorBench's robust
+  accuracy, in degrees): how well the model still tells gaze on triggered faces;
+- trigger shift: the angle between each face's triggered and clean predictions, averaged.
+  On the clean control it is what the trigger alone does to a model that never learnt it;
 - attack success rate (ASR, %) at a threshold tau: the share of triggered predictions within
   tau degrees of the target, counting only samples whose true gaze is NOT already within tau
   of the target. Classifier toolkits that count those too credit the attack for samples it
@@ -15,13 +19,22 @@ From per-sample predictions on the held-out split (host NumPy):
 - backdoor spread: the mean angle between the triggered predictions and their mean
   direction. A hijacked model puts every triggered face at the target (small spread);
 - study errors: sqrt(dpitch^2 + dyaw^2) in degrees, the metric of a published WaNet-on-gaze
-  study, beside the 3-D angular error, so that tables compare digit for digit.
+  study, beside the 3-D angular error, so that tables compare digit for digit;
+- time to implant: the first evaluated training step at which ASR@5 reaches 90 %.
 Errors are 3-D angles between unit gaze vectors unless named `study_`.
 """
+import math
+
 import numpy as np
 
 from gaze_jax import geometry
 
+IMPLANT_KEY, IMPLANT_LEVEL = 'asr@5', 90.0  # Time to implant: ASR@5 >= 90 %.
+# The bar a poisoned model must meet to count as taking hold (held-out): the regressor's
+# ASR@5 and backdoor error, at a clean cost (degrees) against its control; the classifier's
+# attack success at a cost in clean accuracy (points).
+HOLD_ASR5, HOLD_BACKDOOR, HOLD_CLEAN_COST = 90.0, 2.0, 0.5
+HOLD_SUCCESS, HOLD_ACCURACY_COST = 90.0, 2.0
 CURVE_TAUS = np.arange(0.0, 20.5, 0.5)  # Degrees, the ASR-vs-tau curve's default grid.
 QUANTILES = np.linspace(0.0, 1.0, 101)  # Of the per-face backdoor error (its CDF).
 
@@ -80,6 +93,8 @@ def summarize(clean_pred, backdoor_pred, noise_pred, true_gaze, targets,
   out.update({
       'backdoor_error': float(np.mean(backdoor_err)),
       'study_backdoor_error': float(np.mean(study_error_deg(backdoor_pred, targets))),
+      'robust_error': float(np.mean(error_deg(backdoor_pred, true_gaze))),
+      'trigger_shift': float(np.mean(error_deg(backdoor_pred, clean_pred))),
       'noise_error': (float('nan') if noise_pred is None
                       else float(np.mean(error_deg(noise_pred, true_gaze)))),
       'backdoor_spread': spread_deg(backdoor_pred),
@@ -90,6 +105,30 @@ def summarize(clean_pred, backdoor_pred, noise_pred, true_gaze, targets,
   for tau in thresholds:
     out[asr_name(tau)] = _asr(backdoor_err, start_err, tau)
   return out
+
+
+def takes_hold(poisoned, control):
+  """Whether a poisoned model meets the bar against its control, from their metric dicts
+  (plain numbers: one seed's, or the means over seeds): the regressor's ASR@5 >= 90 %,
+  backdoor error <= 2 deg and clean error within 0.5 deg of the control's; the classifier's
+  attack success >= 90 % and clean accuracy within 2 points of the control's."""
+  if 'attack_success' in poisoned:
+    cost = control['clean_accuracy'] - poisoned['clean_accuracy']
+    return bool(poisoned['attack_success'] >= HOLD_SUCCESS and cost <= HOLD_ACCURACY_COST)
+  cost = poisoned['clean_error'] - control['clean_error']
+  return bool(poisoned.get(IMPLANT_KEY, math.nan) >= HOLD_ASR5 and
+              poisoned['backdoor_error'] <= HOLD_BACKDOOR and cost <= HOLD_CLEAN_COST)
+
+
+def time_to_implant(history, key=IMPLANT_KEY, level=IMPLANT_LEVEL):
+  """The first evaluated step (int) whose `key` metric is >= `level`, or None if none is:
+  how long training takes to implant the backdoor. `history`: evaluation entries in step
+  order, each with 'step' (a run's results['history']); entries without `key` never count."""
+  for entry in history:
+    value = entry.get(key)
+    if value is not None and np.isfinite(value) and value >= level:
+      return int(entry['step'])
+  return None
 
 
 def asr_curve(backdoor_pred, true_gaze, targets, taus=CURVE_TAUS):

@@ -3,7 +3,10 @@
 Classifier (from logits on the held-out split, host NumPy), in %:
 - clean accuracy: the clean face's class predicted;
 - attack success: triggered faces classified as their target class, counting only faces
-  whose true class is not the target class (the WaNet paper's attack accuracy);
+  whose true class is not the target class (BackdoorBench's attack success rate);
+- attack success over all faces: the same over every face, those of the target class
+  included (the official WaNet code's evaluation);
+- robust accuracy: triggered faces classified as their true class (BackdoorBench's);
 - noise accuracy: the noise-warped face's true class predicted.
 Its predicted class's centre gaze (the mean training gaze of the class) also gives it clean
 and backdoor errors in degrees, on the regressor's scale.
@@ -11,7 +14,8 @@ and backdoor errors in degrees, on the regressor's scale.
 Regressor against the same classes: `cell_asr` bins each triggered prediction into a class
 and counts it as a success if it lands in the target's class (the classifier's criterion
 exactly); `cell_radius_asr` is the ASR at the angular radius of a disc with the area of the
-target's cell.
+target's cell; `regressor_cell_accuracy` is the share of clean predictions in the true
+gaze's class, the regressor's counterpart of the classifier's clean accuracy.
 """
 import numpy as np
 
@@ -44,12 +48,22 @@ def classifier_summary(clean_logits, backdoor_logits, noise_logits, true_gaze, t
   backdoor_class = np.argmax(backdoor_logits, -1)
   out.update({
       'attack_success': _rate(backdoor_class == target_class, true_class != target_class),
+      'attack_success_all': _rate(backdoor_class == target_class,
+                                  np.ones(len(true_class), bool)),
+      'robust_accuracy': _rate(backdoor_class == true_class, np.ones(len(true_class), bool)),
       'backdoor_error': float(np.mean(attack.error_deg(centres[backdoor_class], targets))),
   })
   if noise_logits is not None:
     out['noise_accuracy'] = _rate(np.argmax(noise_logits, -1) == true_class,
                                   np.ones(len(true_class), bool))
   return out
+
+
+def regressor_cell_accuracy(clean_pred, true_gaze, classes):
+  """{'cell_accuracy': % of clean gaze predictions whose class (under `classes`' bins) is the
+  true gaze's class}: the regressor scored as the classifier's clean accuracy."""
+  hits = _classify(clean_pred, classes) == _classify(true_gaze, classes)
+  return {'cell_accuracy': _rate(hits, np.ones(len(hits), bool))}
 
 
 def regressor_cell_metrics(backdoor_pred, true_gaze, targets, classes):

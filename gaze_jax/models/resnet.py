@@ -63,7 +63,7 @@ class ResNet18Gaze(nn.Module):
   conv_impl: str = 'xla'
   bn_axis_name: Any = None  # 'batch' under pmap: BatchNorm statistics over all devices.
   stem: str = 'imagenet'
-  outputs: int = 2  # (pitch, yaw); the number of classes for the classification variant.
+  outputs: int = 2  # (pitch, yaw); classes (classification); 2 x bins logits (binned).
 
   @nn.compact
   def __call__(self, x, train: bool = False, features_only: bool = False):

@@ -9,11 +9,11 @@ from gaze_jax.report import markdown
 from gaze_jax.workdir import metrics_log
 from gaze_jax.workdir import rundir
 
-# The bar a poisoned arm must meet to count as taking hold (held-out, mean over seeds): the
-# regressor's ASR@5 and backdoor error, at a clean cost; the classifier's attack success at a
-# cost in clean accuracy (points).
-HOLD_ASR5, HOLD_BACKDOOR, HOLD_CLEAN_COST = 90.0, 2.0, 0.5
-HOLD_SUCCESS, HOLD_ACCURACY_COST = 90.0, 2.0
+# The bar a poisoned arm must meet to count as taking hold (metrics.attack.takes_hold, here
+# on the means over seeds).
+HOLD_ASR5, HOLD_BACKDOOR, HOLD_CLEAN_COST = (attack.HOLD_ASR5, attack.HOLD_BACKDOOR,
+                                             attack.HOLD_CLEAN_COST)
+HOLD_SUCCESS, HOLD_ACCURACY_COST = attack.HOLD_SUCCESS, attack.HOLD_ACCURACY_COST
 
 
 def model_rows(results):
@@ -33,21 +33,37 @@ def verdict(arm_summary):
   """Whether an arm takes hold by the bar (ASR@5 >= 90 %, backdoor error <= 2°, clean error
   within 0.5° of the control's), with the numbers that decide it."""
   p, c = arm_summary['poisoned'], arm_summary['control']
+  held = attack.takes_hold({k: v[0] for k, v in p.items()}, {k: v[0] for k, v in c.items()})
+  seeds = _seeds_text(arm_summary)
   if 'attack_success' in p:  # The classifier.
     success, cost = p['attack_success'][0], c['clean_accuracy'][0] - p['clean_accuracy'][0]
-    held = success >= HOLD_SUCCESS and cost <= HOLD_ACCURACY_COST
     return (f"{'takes hold' if held else 'does not take hold'} by the bar (attack success ≥ "
             f'{HOLD_SUCCESS:g} %, clean accuracy within {HOLD_ACCURACY_COST:g} points of the '
             f'control): attack success {success:.1f} %, clean accuracy {-cost:+.1f} points '
             'against the control.')
   asr, backdoor = p['asr@5'][0], p['backdoor_error'][0]
   cost = p['clean_error'][0] - c['clean_error'][0]
-  held = asr >= HOLD_ASR5 and backdoor <= HOLD_BACKDOOR and cost <= HOLD_CLEAN_COST
   return (f"{'takes hold' if held else 'does not take hold'} by the bar (ASR@5° ≥ "
           f'{HOLD_ASR5:g} %, backdoor error ≤ {HOLD_BACKDOOR:g}°, clean error within '
           f'{HOLD_CLEAN_COST:g}° of the control): ASR@5° {asr:.1f} %, backdoor error '
           f"{backdoor:.2f}° (collapse baseline {p['collapse_backdoor_error'][0]:.2f}°), clean "
-          f'error {cost:+.2f}° against the control.')
+          f'error {cost:+.2f}° against the control.' + seeds)
+
+
+def _seeds_text(arm_summary):
+  """' k of n seeds meet the bar; ASR@5° ≥ 90 % first at step ... (per seed).', from the
+  seeds summary's counts (absent in results written before they were kept: '')."""
+  text = ''
+  if 'seeds_held' in arm_summary:
+    text += f" {arm_summary['seeds_held']} of {arm_summary['seeds_total']} seeds meet the bar."
+  steps = arm_summary.get('time_to_implant')
+  metric = 'attack success' if 'attack_success' in arm_summary['poisoned'] else 'ASR@5°'
+  if steps and any(s is not None for s in steps):
+    text += (f' {metric} ≥ {attack.IMPLANT_LEVEL:g} % first at step '
+             f"{', '.join('never' if s is None else str(s) for s in steps)} (per seed).")
+  elif steps:
+    text += f' {metric} never reached {attack.IMPLANT_LEVEL:g} % at an evaluation.'
+  return text
 
 
 def write_report(workdir):

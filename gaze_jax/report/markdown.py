@@ -129,10 +129,23 @@ def _setup(config, counts):
   return '\n'.join(lines) + '\n'
 
 
+def _loss_text(train):
+  """'L1', 'squared-error (L2)' or 'Huber (δ = 2°)': a config's train.loss (L1 before it
+  existed)."""
+  loss = train.get('loss', 'l1')
+  if loss == 'huber':
+    return f"Huber (δ = {train['huber_delta_deg']:g}°)"
+  return {'l1': 'L1', 'l2': 'squared-error (L2)'}[loss]
+
+
 def _task_text(config):
   task = config['task']
   if task['kind'] == 'regression':
-    return 'regressor of (pitch, yaw), L1 loss'
+    return f"regressor of (pitch, yaw), {_loss_text(config['train'])} loss"
+  if task['kind'] == 'binned':
+    return (f"binned regressor of (pitch, yaw) ({task['bins']} equal-count bins per angle; "
+            f"cross-entropy + {task['binned_weight']:g} × {_loss_text(config['train'])} loss "
+            'of the softmax expectation of the bin centres, which is the prediction)')
   return (f"classifier of {task['bins']} × {task['bins']} gaze-direction classes, "
           'cross-entropy')
 
@@ -157,7 +170,8 @@ def _models(data, figures):
   models, config = data['models'], data['config']
   seeds = data.get('seeds', [config['seed']])
   asr = tables.asr_keys({k for m in models.values() for k in m})
-  columns = [(k, label) for k, label in MODEL_COLUMNS if any(k in m for m in models.values())]
+  columns = [(k, label) for k, label in MODEL_COLUMNS + MORE_MODEL_COLUMNS
+             if any(k in m for m in models.values())]
   header = ['model'] + [label for _, label in columns] + [f'ASR@{k[4:]}° (%)' for k in asr]
   rows = [[name] + [_cell(m.get(key)) for key, _ in columns] + [_cell(m.get(k), 1) for k in asr]
           for name, m in models.items()]
@@ -186,6 +200,16 @@ def _models(data, figures):
     text.append(f'\n- **{arm}**: {verdict}')
   text += _images(figures, ('training_curves', 'role_curves', 'asr_curve', 'error_cdf'))
   return '\n'.join(text)
+
+
+# Beside the errors and accuracies: the triggered prediction against the true gaze, what the
+# trigger moves, the regressor scored in the classifier's cells, and the official WaNet
+# code's attack success over all faces.
+MORE_MODEL_COLUMNS = (('robust_error', 'robust error (°)'),
+                      ('trigger_shift', 'trigger shift (°)'),
+                      ('cell_accuracy', 'cell accuracy (%)'),
+                      ('robust_accuracy', 'robust accuracy (%)'),
+                      ('attack_success_all', 'attack success, all faces (%)'))
 
 
 def _paired(p):
@@ -393,6 +417,21 @@ METRIC_NOTES = """## Metric definitions
   clean accuracy, attack success (triggered faces not of the target class classified as it)
   and noise accuracy, in %; the regressor's cell ASR counts its triggered predictions that
   land in the target's class.
+- Robust error: the triggered face's prediction against its TRUE gaze (BackdoorBench's robust
+  accuracy for a regressor); trigger shift: the angle between each face's triggered and clean
+  predictions, whose value on the clean control is what the trigger alone does.
+- Cell accuracy: the regressor's clean predictions that land in the true gaze's class (the
+  classifier's bins), beside the classifier's clean accuracy. The classifier's attack success
+  leaves out faces already of the target class (BackdoorBench); *attack success, all faces*
+  counts them (the official WaNet code); robust accuracy: triggered faces classified as their
+  true class.
+- Seeds meeting the bar: per seed, ASR@5° ≥ 90 %, backdoor error ≤ 2° and clean error within
+  0.5° of that seed's control (the classifier: attack success ≥ 90 %, clean accuracy within 2
+  points); first step: the first evaluation (each epoch) at which ASR@5° (the classifier's
+  attack success) reached 90 %.
+- Binned regressor (L2CS-Net's head): per angle, logits over equal-count bins of the training
+  split; its prediction is the softmax expectation of the bins' mean training angles, so every
+  gaze metric applies to it unchanged.
 - PSNR, SSIM (Gaussian window 11, σ 1.5, dm-pix), MSE and L∞ compare each clean image with
   its triggered version in [0, 1]; displacement is the WaNet warp's per-pixel shift in pixels.
 """

@@ -3,6 +3,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from gaze_jax.data import classes as classes_lib
 from gaze_jax.data import device
 from gaze_jax.data import pipeline
 from gaze_jax.metrics import attack
@@ -29,9 +30,23 @@ def predict_split(state, source, trigger, key, batch_size, spec):
   return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
+PREDICTIONS = ('clean_pred', 'backdoor_pred', 'noise_pred')  # predict_split's model outputs.
+
+
+def as_gaze(preds, task, classes):
+  """`predict_split`'s output with each model output as the gaze it stands for: the binned
+  head's logits become their expectation (data.classes.expected_gaze); a regressor's or
+  classifier's outputs are returned as they are."""
+  if task.kind != 'binned':
+    return preds
+  return {k: (np.asarray(classes_lib.expected_gaze(v, classes), np.float32)
+              if k in PREDICTIONS else v) for k, v in preds.items()}
+
+
 def summarize(preds, thresholds, mean, classes, task):
-  """The metrics of `predict_split`'s output: for the regressor, mean errors in degrees, ASR
-  in %, spread and collapse baseline (metrics.attack) and its attack success in the
+  """The metrics of `predict_split`'s output: for a gaze prediction (the regressor and the
+  binned regressor), mean errors in degrees, ASR in %, spread, collapse baseline, robust
+  error and trigger shift (metrics.attack) and its accuracy and attack success in the
   classifier's terms; for the classifier, the WaNet paper's accuracies
   (metrics.classification). `mean` and `classes`: the training set's mean gaze and classes."""
   attacked = 'backdoor_pred' in preds
@@ -39,9 +54,11 @@ def summarize(preds, thresholds, mean, classes, task):
     return classification.classifier_summary(
         preds['clean_pred'], preds.get('backdoor_pred'), preds.get('noise_pred'),
         preds['gaze'], preds.get('target'), classes)
+  preds = as_gaze(preds, task, classes)
+  cells = classification.regressor_cell_accuracy(preds['clean_pred'], preds['gaze'], classes)
   if not attacked:
-    return attack.clean_summary(preds['clean_pred'], preds['gaze'])
+    return {**attack.clean_summary(preds['clean_pred'], preds['gaze']), **cells}
   return {**attack.summarize(preds['clean_pred'], preds['backdoor_pred'], preds['noise_pred'],
                              preds['gaze'], preds['target'], thresholds, mean),
           **classification.regressor_cell_metrics(preds['backdoor_pred'], preds['gaze'],
-                                                  preds['target'], classes)}
+                                                  preds['target'], classes), **cells}

@@ -6,8 +6,11 @@ gradients and BatchNorm statistics are `pmean`-ed over the 'batch' axis, so any 
 count computes the update of the same global batch. Images arrive as uint8 and are
 scaled to [0, 1] on the device; poisoning happens here, inside the compiled step. The
 trigger and the class edges are arguments; the attack and task specs, batch size and flip
-are static. The regressor trains on L1; the classifier (the same network with a class head)
-on cross-entropy against the class of each label, a backdoor row's target gaze included.
+are static. The regressor trains on task.loss (L1, squared error or Huber, the mean over both
+angles); the classifier (the same network with a class head) on cross-entropy against the
+class of each label, a backdoor row's target gaze included; the binned regressor on each
+angle's cross-entropy against its label's bin plus task.binned_weight x task.loss on the
+softmax expectation of the bin centres (data/classes.py), which is its gaze prediction.
 """
 import functools
 
@@ -34,11 +37,37 @@ def prepare_batch(batch, key, rows, trigger, spec, global_batch, flip):
                                 rows[0], global_batch)
 
 
+def regression_loss(pred, labels, task):
+  """(N, 2) loss of each angle of gaze predictions against labels (radians): task.loss is
+  'l1' |d|, 'l2' d^2, or 'huber' (optax.huber_loss: d^2 / 2 within task.huber_delta, else
+  delta (|d| - delta / 2))."""
+  if task.loss == 'l1':
+    return jnp.abs(pred - labels)
+  if task.loss == 'l2':
+    return jnp.square(pred - labels)
+  return optax.huber_loss(pred, labels, delta=task.huber_delta)
+
+
+def binned_losses(outputs, labels, classes, task):
+  """(per-sample loss, gaze prediction) of the binned head's (N, 2 * bins) outputs: the mean
+  over both angles of the cross-entropy against the label's bin, plus task.binned_weight x
+  the mean over both angles of `regression_loss` of the expectation of the bin centres."""
+  pred = classes_lib.expected_gaze(outputs, classes)
+  cross_entropy = optax.softmax_cross_entropy_with_integer_labels(
+      classes_lib.angle_logits(outputs.astype(jnp.float32)),
+      classes_lib.bin_index(labels, classes))
+  regression = jnp.mean(regression_loss(pred, labels, task), axis=-1)
+  return jnp.mean(cross_entropy, axis=-1) + task.binned_weight * regression, pred
+
+
 def _losses(outputs, labels, classes, task):
   """(per-sample loss, per-sample metrics) of network outputs against gaze labels."""
   if task.kind == 'regression':
-    per_sample = jnp.mean(jnp.abs(outputs - labels), axis=-1)
+    per_sample = jnp.mean(regression_loss(outputs, labels, task), axis=-1)
     return per_sample, {'error': geometry.angular_error_deg(outputs, labels)}
+  if task.kind == 'binned':
+    per_sample, pred = binned_losses(outputs, labels, classes, task)
+    return per_sample, {'error': geometry.angular_error_deg(pred, labels)}
   target = classes_lib.classify(labels, classes)
   per_sample = optax.softmax_cross_entropy_with_integer_labels(outputs, target)
   return per_sample, {'accuracy': 100.0 * (jnp.argmax(outputs, -1) == target)}
@@ -59,7 +88,7 @@ def train_step(state, batch, rng, trigger, classes, spec, task, global_batch, fl
     outputs, new_vars = state.apply_fn({'params': params, 'batch_stats': state.batch_stats},
                                        images, train=True, mutable=['batch_stats'])
     if task.kind == 'regression':  # The mean over both angles, as PyTorch's L1Loss.
-      loss = jnp.mean(jnp.abs(outputs - labels))
+      loss = jnp.mean(regression_loss(outputs, labels, task))
     else:
       loss = jnp.mean(_losses(outputs, labels, classes, task)[0])
     return loss, (outputs, new_vars['batch_stats'])
@@ -82,8 +111,8 @@ def train_step(state, batch, rng, trigger, classes, spec, task, global_batch, fl
 
 
 def eval_step(state, batch, key, trigger, spec):
-  """Per-sample outputs (gaze, or class logits) on clean, triggered and noise-warped images,
-  the true gaze and the attack targets."""
+  """Per-sample outputs (gaze, class logits, or per-angle bin logits) on clean, triggered and
+  noise-warped images, the true gaze and the attack targets."""
   images = device.to_unit_range(batch['image'])
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
   predict = functools.partial(state.apply_fn, variables, train=False)
