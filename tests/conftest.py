@@ -7,8 +7,21 @@ images); its TFDS dataset is built once, when the fixture is first used (~1 s).
 by the whole session: copy the config (`copy.deepcopy`) before changing it, and do
 not write into the release folder.
 """
-import pytest
-import tensorflow_datasets as tfds
+import os
+import shutil
+import tempfile
+
+# One persistent XLA cache for this test session, inherited by the run.py subprocesses, so the
+# same step compiled again (resume, fault and CLI tests) is loaded, not recompiled. New per
+# session: no entry outlives the code that compiled it.
+_CACHE = None if 'JAX_COMPILATION_CACHE_DIR' in os.environ else tempfile.mkdtemp(
+    prefix='gaze_jax_xla_')
+if _CACHE:
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = _CACHE
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.5')
+
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from gaze_jax.configs import clean
 from gaze_jax.configs import wanet
@@ -46,3 +59,9 @@ def tiny_step_config():
   config.train.batch_size = 8
   config.attack.pc = 0.25
   return config
+
+
+def pytest_sessionfinish(session, exitstatus):  # pylint: disable=unused-argument
+  """Removes the session's compilation cache."""
+  if _CACHE:
+    shutil.rmtree(_CACHE, ignore_errors=True)

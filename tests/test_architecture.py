@@ -8,7 +8,7 @@ import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / 'gaze_jax'
-LEAVES = {'errors', 'geometry', 'config', 'configs'}
+LEAVES = {'errors', 'geometry', 'config', 'configs', 'phases'}
 # Stage -> the stages its modules may import (besides their own stage and the leaves).
 ALLOWED = {
     'leaves': set(),
@@ -18,10 +18,12 @@ ALLOWED = {
     'workdir': set(),
     'metrics': {'data', 'attacks'},
     'training': {'data', 'attacks', 'models', 'workdir', 'metrics'},
-    'report': {'metrics', 'workdir'},
-    'experiments': {'data', 'attacks', 'models', 'workdir', 'metrics', 'training', 'report'},
-    'edges': {'data', 'attacks', 'models', 'workdir', 'metrics', 'training', 'report',
-              'experiments', 'edges'},
+    'defences': {'data', 'attacks', 'models', 'workdir', 'metrics', 'training'},
+    'report': {'metrics', 'workdir', 'defences'},
+    'experiments': {'data', 'attacks', 'models', 'workdir', 'metrics', 'training', 'defences',
+                    'report'},
+    'edges': {'data', 'attacks', 'models', 'workdir', 'metrics', 'training', 'defences',
+              'report', 'experiments', 'edges'},
 }
 EDGES = {'cli', 'predict', 'export', 'convert_weights'}
 

@@ -14,11 +14,13 @@ and `report.md`. `finetune/` (finetune.py) and `sweeps/NAME/` (sweep.py) join th
 Rerunning on a finished workdir retrains nothing and rewrites the report.
 """
 import os
+import time
 
 import jax
 import numpy as np
 
 from gaze_jax import config as config_lib
+from gaze_jax import phases as phases_lib
 from gaze_jax.attacks import triggers
 from gaze_jax.data import splits
 from gaze_jax.metrics import attack
@@ -34,6 +36,8 @@ from gaze_jax.workdir import rundir
 
 FIGURE_FACES = 3  # Test faces in each trigger figure.
 CONTROL = {'attack.kind': 'none'}  # The control: the same run without the attack.
+CLASSIFIER = 'classifier/'  # Prefix of the classifier twins' run directories and arms.
+AS_CLASSIFIER = {'task.kind': 'classification'}
 COMPARED = ('clean_error', 'backdoor_error', 'noise_error', 'asr@5',  # Paired over seeds.
             'clean_accuracy', 'attack_success', 'noise_accuracy')
 
@@ -46,15 +50,29 @@ def arms(run_spec):
 
 
 def seed_runs(run_spec):
-  """[(seed, control RunSpec, {arm: RunSpec})] of every seed of the design."""
+  """[(seed, {control name: RunSpec}, {arm: RunSpec})] of every seed of the design.
+
+  The controls are 'clean' and, when experiment.classifier_arms names arms, 'classifier/clean';
+  the classifier twin of arm NAME is the arm 'classifier/NAME' (control_name gives its
+  control)."""
   out = []
   for i in range(run_spec.experiment.seeds):
     base = config_lib.derive(run_spec, {'seed': run_spec.seed + i,
                                         'attack.seed': run_spec.attack.seed + i})
-    out.append((base.seed, config_lib.derive(base, CONTROL),
-                {name: config_lib.derive(base, dict(overrides))
-                 for name, overrides in arms(run_spec)}))
+    controls = {'clean': config_lib.derive(base, CONTROL)}
+    arm_runs = {name: config_lib.derive(base, dict(overrides))
+                for name, overrides in arms(run_spec)}
+    if run_spec.experiment.classifier_arms:
+      controls[CLASSIFIER + 'clean'] = config_lib.derive(controls['clean'], AS_CLASSIFIER)
+      arm_runs.update({CLASSIFIER + name: config_lib.derive(arm_runs[name], AS_CLASSIFIER)
+                       for name in run_spec.experiment.classifier_arms})
+    out.append((base.seed, controls, arm_runs))
   return out
+
+
+def control_name(arm):
+  """The control an arm is measured against: its classifier's or the regressor's."""
+  return CLASSIFIER + 'clean' if arm.startswith(CLASSIFIER) else 'clean'
 
 
 def seed_dir(workdir, seed):
@@ -133,31 +151,37 @@ def run(run_spec, workdir, show_progress=True):
     The summary written to workdir/results.json (without the runs' histories), with
     'report': the path of report.md.
   """
+  start = time.perf_counter()
+  phases = phases_lib.Phases()
   design = seed_runs(run_spec)
   results, per_seed = {}, []
-  for seed, control, arm_runs in design:
+  for seed, controls, arm_runs in design:
     directory = seed_dir(workdir, seed)
-    control_dir = os.path.join(directory, 'clean')
-    results[f'seed{seed}/clean'] = loop.train_and_evaluate(control, control_dir,
-                                                           show_progress=show_progress)
-    for name, arm in arm_runs.items():
+    for name, spec in {**controls, **arm_runs}.items():
       results[f'seed{seed}/{name}'] = loop.train_and_evaluate(
-          arm, os.path.join(directory, name), show_progress=show_progress)
-    control_results = results[f'seed{seed}/clean']
-    per_seed.append({'seed': seed, 'clean': control_results['final'], 'arms': {
-        name: measure_arm(arm, os.path.join(directory, name), control_dir, control_results)
-        for name, arm in arm_runs.items()}})
+          spec, os.path.join(directory, name), show_progress=show_progress, phases=phases)
+    with phases('measure'):
+      measured = {name: measure_arm(arm, os.path.join(directory, name),
+                                    os.path.join(directory, control_name(name)),
+                                    results[f'seed{seed}/{control_name(name)}'])
+                  for name, arm in arm_runs.items()}
+    per_seed.append({'seed': seed, 'clean': results[f'seed{seed}/clean']['final'],
+                     'arms': measured})
   names = [name for name, _ in arms(run_spec)]
+  classifier_names = [CLASSIFIER + name for name in run_spec.experiment.classifier_arms]
   first = results[f'seed{design[0][0]}/clean']
   summary = {'protocol': run_spec.data.protocol, 'image_size': run_spec.data.image_size,
              'seed': run_spec.seed, 'seeds': [s for s, _, _ in design], 'arms': names,
+             'classifier_arms': classifier_names,
              'counts': {'train': first['train_examples'], 'test': first['test_examples']},
              'mean_gaze': first['mean_gaze'], 'per_seed': per_seed,
-             'summary': summarize_seeds(per_seed, names)}
+             'summary': summarize_seeds(per_seed, names + classifier_names)}
   # The first seed's triggers on the same faces: each arm's, and the kinds no arm uses
   # (BadNets, Blended baselines), drawn from the first arm's settings and seed.
-  _, base_control, base_arms = design[0]
-  _, test_source = splits.load_splits(base_control.data, base_control.seed)
+  report_start = time.perf_counter()
+  _, base_controls, base_arms = design[0]
+  base_arms = {name: arm for name, arm in base_arms.items() if name in names}
+  _, test_source = splits.load_splits(base_controls['clean'].data, base_controls['clean'].seed)
   images = splits.stack(test_source, 'image')
   size = run_spec.data.image_size
   by_name = {name: (arm.attack, triggers.make_trigger(arm.attack, size))
@@ -174,4 +198,10 @@ def run(run_spec, workdir, show_progress=True):
       figures.save(figures.trigger_figure(data, spec, summary['stealth'][name]),
                    os.path.join(workdir, f'triggers_{name}.png'))
     summary['report'] = assemble.write_report(workdir)
+  phases.add('report', time.perf_counter() - report_start)
+  summary['phases'] = phases.seconds
+  summary['wall_seconds'] = time.perf_counter() - start
+  if jax.process_index() == 0:  # This machine's facts, beside the bitwise results.json.
+    files.write_json(os.path.join(workdir, rundir.RUN_INFO_FILE),
+                     {'wall_seconds': summary['wall_seconds'], 'phases': phases.seconds})
   return summary

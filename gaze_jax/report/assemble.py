@@ -4,6 +4,7 @@ import glob
 import os
 
 from gaze_jax.metrics import attack
+from gaze_jax.report import defences as report_defences
 from gaze_jax.report import figures
 from gaze_jax.report import markdown
 from gaze_jax.workdir import metrics_log
@@ -23,10 +24,16 @@ def model_rows(results):
   if not results['arms']:
     return {'clean control': summary['clean']}
   rows = {}
-  for arm in results['arms']:
-    rows[f'control vs {arm} trigger'] = summary[arm]['control']
+  for arm in all_arms(results):
+    control = 'classifier control' if arm in results.get('classifier_arms', ()) else 'control'
+    rows[f'{control} vs {arm} trigger'] = summary[arm]['control']
     rows[arm] = summary[arm]['poisoned']
   return rows
+
+
+def all_arms(results):
+  """The regressor's arms, then their classifier twins ('classifier/NAME')."""
+  return results['arms'] + results.get('classifier_arms', [])
 
 
 def verdict(arm_summary):
@@ -40,7 +47,7 @@ def verdict(arm_summary):
     return (f"{'takes hold' if held else 'does not take hold'} by the bar (attack success ≥ "
             f'{HOLD_SUCCESS:g} %, clean accuracy within {HOLD_ACCURACY_COST:g} points of the '
             f'control): attack success {success:.1f} %, clean accuracy {-cost:+.1f} points '
-            'against the control.')
+            'against the control.' + seeds)
   asr, backdoor = p['asr@5'][0], p['backdoor_error'][0]
   cost = p['clean_error'][0] - c['clean_error'][0]
   return (f"{'takes hold' if held else 'does not take hold'} by the bar (ASR@5° ≥ "
@@ -94,10 +101,10 @@ def write_report(workdir):
         measured[arms[0]]['poisoned']['collapse_backdoor_error']), workdir, 'error_cdf')
   data = {'config': main['config'], 'counts': results['counts'],
           'models': model_rows(results), 'seeds': results['seeds'],
-          'arms': {arm: runs[f'{first}/{arm}']['config'] for arm in arms},
-          'paired': ({arm: results['summary'][arm]['paired'] for arm in arms}
+          'arms': {arm: runs[f'{first}/{arm}']['config'] for arm in all_arms(results)},
+          'paired': ({arm: results['summary'][arm]['paired'] for arm in all_arms(results)}
                      if len(results['seeds']) > 1 else {}),
-          'verdicts': {arm: verdict(results['summary'][arm]) for arm in arms},
+          'verdicts': {arm: verdict(results['summary'][arm]) for arm in all_arms(results)},
           'stealth': {name: results['stealth'][name]  # The arms first: JSON sorted the names.
                       for name in arms + sorted(set(results['stealth']) - set(arms))},
           'figures': figs,
@@ -110,6 +117,9 @@ def write_report(workdir):
     figs['finetune'] = _save(figures.finetune_curves(data['finetune']['rows'],
                                                      results['summary']['clean']['clean_error'][0]),
                              workdir, 'finetune')
+  data['defences'] = report_defences.read(workdir)  # --mode=defend's results.
+  if data['defences']:
+    data['defence_figures'] = report_defences.save_figures(workdir)
   return markdown.write(os.path.join(workdir, 'report.md'), data)
 
 

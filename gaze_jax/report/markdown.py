@@ -11,6 +11,7 @@ import json
 import math
 import os
 
+from gaze_jax.report import defences
 from gaze_jax.report import tables
 from gaze_jax.workdir import files
 
@@ -76,7 +77,8 @@ def render(data):
       config dict}), 'paired' ({arm: {metric: metrics.seeds.paired}}), 'verdicts' ({arm:
       sentence}), 'stealth' ({name: imperceptibility.measure_all entry}), 'finetune'
       ({'rows': per-epoch metrics from epoch 0, 'config': the fine-tuning config dict}),
-      'sweeps' ({name: `read_sweep`'s output}) and 'figures' ({name: relative PNG path}).
+      'sweeps' ({name: `read_sweep`'s output}), 'defences' (defences.json's dict) with
+      'defence_figures' ({run: PNG path}), and 'figures' ({name: relative PNG path}).
   """
   figures = data.get('figures', {})
   parts = [f"# {data.get('title', 'WaNet backdoor on a ResNet-18 gaze regressor')}\n",
@@ -91,6 +93,8 @@ def render(data):
     parts.append(_finetune(data['finetune'], figures))
   for name, sweep in data.get('sweeps', {}).items():
     parts.append(_sweep(name, sweep))
+  if data.get('defences'):
+    parts.append(defences.section(data['defences'], data.get('defence_figures')))
   parts.append(_published(data.get('models'), data.get('stealth'), data['config']))
   parts.append(METRIC_NOTES)
   return '\n'.join(parts)

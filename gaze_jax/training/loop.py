@@ -15,6 +15,7 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
+from gaze_jax import phases as phases_lib
 from gaze_jax.attacks import triggers
 from gaze_jax.data import classes as classes_lib
 from gaze_jax.data import device
@@ -39,19 +40,22 @@ class TrainingDiverged(UserError):
   """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def train_and_evaluate(run, workdir, show_progress=True):
+def train_and_evaluate(run, workdir, show_progress=True, phases=None):
   """Trains (or resumes) RunSpec `run` in `workdir` and returns its results dict.
 
   What the config alone tells is checked before anything is written, and the data is made
   (built once under data.root) before the workdir: a mistake found on the way leaves no
-  new workdir and no half-built dataset behind.
+  new workdir and no half-built dataset behind. The run's wall time by phase goes into its
+  run_info.json, and is added to `phases` (a phases.Phases of the job) when given.
   """
+  own = phases_lib.Phases()
   check_before_writing(run, workdir)
-  sources = splits.load_splits(run.data, run.seed)
-  _check_batch_fits(run.train, len(sources[0]))
-  train_gaze = splits.stack(sources[0], 'gaze').astype(np.float64)
-  labels = {'mean': train_gaze.mean(axis=0),  # What the collapse baseline predicts.
-            'classes': classes_lib.fit(train_gaze, run.task.bins)}
+  with own('data'):
+    sources = splits.load_splits(run.data, run.seed)
+    _check_batch_fits(run.train, len(sources[0]))
+    train_gaze = splits.stack(sources[0], 'gaze').astype(np.float64)
+    labels = {'mean': train_gaze.mean(axis=0),  # What the collapse baseline predicts.
+              'classes': classes_lib.fit(train_gaze, run.task.bins)}
   check_target(run.attack, labels['mean'])
   try:
     os.makedirs(workdir, exist_ok=True)
@@ -59,14 +63,18 @@ def train_and_evaluate(run, workdir, show_progress=True):
     raise UserError(f'cannot create workdir {workdir}: {e}') from e
   with WorkdirLock(workdir), files.write_errors(workdir):
     rundir.check_same_config(workdir, run.config)
-    return _train(run, workdir, sources, labels, show_progress)
+    results = _train(run, workdir, sources, labels, show_progress, own)
+  if phases is not None:
+    phases.merge(own.seconds)
+  return results
 
 
 def check_before_writing(run, workdir):
   """Refuses what can be known to fail from `run` and the filesystem, before anything is
   written: an unwritable workdir, a batch larger than the synthetic release's train split,
-  a test_fraction that empties a split."""
+  a test_fraction that empties a split, a workdir started with another config."""
   files.check_writable(workdir, 'workdir')
+  rundir.check_same_config(workdir, run.config)  # Again under the lock, before training.
   counts = splits.release_counts(run.data)
   if counts is not None:
     _check_batch_fits(run.train, splits.train_size(run.data, counts))
@@ -100,7 +108,8 @@ def check_target(spec, mean):
 
 
 def _restore_or_init(ckpts, run, steps_per_epoch):
-  """(state, trigger, history): the newest intact checkpoint's, else the initial ones."""
+  """(state, trigger, history, metrics.jsonl lines): the newest intact checkpoint's, else the
+  initial ones (lines None: a checkpoint from before they were kept)."""
   template = state_lib.abstract_state(run, steps_per_epoch)
   trigger = triggers.make_trigger(run.attack, run.data.image_size)
   try:
@@ -110,12 +119,12 @@ def _restore_or_init(ckpts, run, steps_per_epoch):
     raise
   if restored:
     state, trigger, meta = restored
-    return state, trigger, meta['history']
+    return state, trigger, meta['history'], meta.get('log')
   state, trigger = init.initial_state(run, steps_per_epoch)
-  return state, trigger, []
+  return state, trigger, [], None
 
 
-def _train(run, workdir, sources, labels, show_progress):
+def _train(run, workdir, sources, labels, show_progress, phases):
   t, spec = run.train, run.attack
   is_chief = jax.process_index() == 0
   train_source, test_source = sources
@@ -125,7 +134,8 @@ def _train(run, workdir, sources, labels, show_progress):
   step_classes = classes if run.task.kind != 'regression' else {}  # Binned: the centres.
 
   ckpts = checkpoints.Checkpoints(os.path.join(workdir, 'checkpoints'), t.max_to_keep)
-  state, trigger, history = _restore_or_init(ckpts, run, steps_per_epoch)
+  since = time.perf_counter()  # Set-up and the first step (compilation) are 'compile'.
+  state, trigger, history, log_lines = _restore_or_init(ckpts, run, steps_per_epoch)
   start = int(state.step)
   if start:
     logging.info('resumed %s from step %d', workdir, start)
@@ -135,12 +145,12 @@ def _train(run, workdir, sources, labels, show_progress):
     files.save_arrays(os.path.join(workdir, 'trigger'), trigger)
   if is_chief:  # What predict needs to name a classifier's classes.
     files.save_arrays(os.path.join(workdir, 'classes'), classes)
-  log = metrics_log.MetricsLog(workdir, start, enabled=is_chief)
+  log = metrics_log.MetricsLog(workdir, start, enabled=is_chief, lines=log_lines)
 
   step_rng = jax.random.split(jax.random.key(run.seed + 1))[0]
   eval_rng = evaluate.eval_key(run.seed)
   batches = pipeline.train_batches(train_source, t.batch_size, run.seed, start_step=start)
-  timer = {'images': 0, 'seconds': 0.0, 'since': None}
+  images = 0  # Trained after the first step, over phases.seconds['train'].
   bar = tqdm(total=total_steps, initial=start, desc=os.path.basename(workdir.rstrip('/')),
              disable=not (show_progress and is_chief), dynamic_ncols=True)
   requests = stopping.StopRequests()
@@ -154,9 +164,10 @@ def _train(run, workdir, sources, labels, show_progress):
       bar.update(1)
       if step == start:  # The first step after a (re)start includes compilation.
         jax.block_until_ready(metrics)
-        timer['since'] = time.perf_counter()
+        phases.add('compile', time.perf_counter() - since)
+        since = time.perf_counter()
       else:
-        timer['images'] += t.batch_size
+        images += t.batch_size
       epoch_end = done % steps_per_epoch == 0
       epoch = done // steps_per_epoch
       evaluate_now = epoch_end and (epoch % t.eval_every_epochs == 0 or done == total_steps)
@@ -166,7 +177,7 @@ def _train(run, workdir, sources, labels, show_progress):
       if not (sync_point or stop):
         continue
       metrics = jax.tree.map(float, jax.device_get(metrics))  # A sync point.
-      timer['seconds'] += time.perf_counter() - timer['since']
+      phases.add('train', time.perf_counter() - since)
       if not np.isfinite(metrics['loss']):
         raise TrainingDiverged(
             f'loss is {metrics["loss"]} at step {done} of {workdir}; stopped. The last good '
@@ -177,24 +188,29 @@ def _train(run, workdir, sources, labels, show_progress):
       if done % t.log_every_steps == 0:
         log.write(done, 'train', metrics)
       if evaluate_now:
-        summary = evaluate.summarize(
-            evaluate.predict_split(state, test_source, trigger, eval_rng, run.eval.batch_size,
-                                   spec), run.eval.asr_thresholds, mean, classes, run.task)
+        with phases('evaluate'):
+          summary = evaluate.summarize(
+              evaluate.predict_split(state, test_source, trigger, eval_rng,
+                                     run.eval.batch_size, spec),
+              run.eval.asr_thresholds, mean, classes, run.task)
         history.append({'step': done, 'epoch': epoch, 'train_loss': metrics['loss'], **summary})
         log.write(done, 'eval', summary)
         bar.write(f'epoch {epoch}: ' + ', '.join(f'{k} {v:.3f}' for k, v in summary.items()))
       if save_now or stop:
-        ckpts.save(done, state, trigger, {'history': history, 'epoch': epoch})
+        with phases('checkpoint'):
+          ckpts.save(done, state, trigger, {'history': history, 'epoch': epoch,
+                                              'log': list(log.lines)})
       if stop:
         ckpts.wait()
         raise stopping.Stopped(stop, done, ckpts.directory)
-      timer['since'] = time.perf_counter()
-    ckpts.wait()
+      since = time.perf_counter()
+    with phases('checkpoint'):
+      ckpts.wait()
   finally:
-    requests.restore()
     bar.close()
     log.close()
     ckpts.close()
+    requests.restore()  # Last: a signal received since the steps' agreement raises here.
 
   results = {
       'steps': total_steps,
@@ -207,15 +223,16 @@ def _train(run, workdir, sources, labels, show_progress):
       'config': run.config,
   }
   if is_chief:  # The facts of this machine first: results.json marks the run finished.
-    files.write_json(os.path.join(workdir, rundir.RUN_INFO_FILE), _run_info(workdir, start,
-                                                                            timer))
+    files.write_json(os.path.join(workdir, rundir.RUN_INFO_FILE),
+                     _run_info(workdir, start, images, phases.seconds))
     files.write_json(os.path.join(workdir, rundir.RESULTS_FILE), results)
   return results
 
 
-def _run_info(workdir, start, timer):
+def _run_info(workdir, start, images, seconds):
   """Facts of the machine and the path, not of the computation: kept out of results.json,
-  which is bitwise the same wherever and however often the run was resumed."""
+  which is bitwise the same wherever and however often the run was resumed. `seconds`: the
+  wall time by phase of the last (re)start; `images` trained in its 'train' phase."""
   return {
       'workdir': os.path.abspath(workdir),
       'host': socket.gethostname(),
@@ -223,5 +240,7 @@ def _run_info(workdir, start, timer):
       'processes': jax.process_count(),
       'jax_version': jax.__version__,
       'started_at_step': start,  # Of the last (re)start, which the throughput measures.
-      'train_images_per_second': timer['images'] / timer['seconds'] if timer['seconds'] else None,
+      'train_images_per_second': (images / seconds['train'] if seconds.get('train')
+                                  else None),
+      'phases': seconds,
   }
