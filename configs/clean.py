@@ -94,6 +94,9 @@ def get_config():
   x.arms = ml_collections.ConfigDict()  # Main job: name -> overrides of the attack sections,
                                   # one poisoned model each beside the clean control ({} =
                                   # one arm 'poisoned' with this config's attack).
+  x.classifier_arms = ()          # Main job: arms also trained as a classifier (task.kind
+                                  # 'classification') on the same faces and trigger, beside
+                                  # a classifier control: 'classifier/NAME' in the report.
 
   c.eval = e = ml_collections.ConfigDict()
   e.batch_size = 128              # Held-out evaluation batch (padded to the device count).

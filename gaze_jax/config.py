@@ -149,6 +149,7 @@ class ExperimentSpec:
   control as (name, ((field, value), ...)) override pairs of the attack sections."""
   seeds: int = 1
   arms: tuple = ()
+  classifier_arms: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -403,9 +404,19 @@ def _validate_experiment(config):
            'clean control)')
     arm = apply_overrides(config, flat)
     arm.experiment.arms = ml_collections.ConfigDict()
+    arm.experiment.classifier_arms = ()
     validate(arm)  # Each arm is a valid run.
     arms.append((name, tuple(sorted(flat.items()))))
-  return ExperimentSpec(seeds=config.experiment.seeds, arms=tuple(arms))
+  names = [name for name, _ in arms] or (['poisoned'] if config.attack.kind != 'none' else [])
+  classifier_arms = config.experiment.classifier_arms
+  _check(isinstance(classifier_arms, (tuple, list)) and
+         all(name in names for name in classifier_arms) and
+         len(set(classifier_arms)) == len(classifier_arms) and
+         (not classifier_arms or config.task.kind == 'regression'),
+         'experiment.classifier_arms', classifier_arms,
+         f'distinct names of arms ({", ".join(names)}) of a regression config')
+  return ExperimentSpec(seeds=config.experiment.seeds, arms=tuple(arms),
+                        classifier_arms=tuple(classifier_arms))
 
 
 def to_dict(config):
