@@ -22,9 +22,6 @@ are reported too: on CPUs shared with other work wall-clock throughput is low an
 (PyTorch's spinning OpenMP threads suffer most), CPU time much less so; the script warns when
 other processes kept the CPUs busy just before or after it measured.
 
-`--models 1,2,4` measures instead the many-models step (`gaze_jax.training.multi`): M
-models trained by one compiled step, per-model images/s against M = 1 and the plain step.
-
 By default the step runs as fast as this machine allows without changing what it computes:
 with XLA's Eigen convolutions (`lowering.use_eigen_convolutions()`; `--ynn-convolutions`
 keeps jax 0.10's YNNPACK ones) and, by re-executing itself, with
@@ -35,7 +32,6 @@ PyTorch subprocess inherits the same environment.
   python -m benchmarks.bench_train_step                     # 64 and 224 px, batch 32
   python -m benchmarks.bench_train_step --quick             # 64 px, clean, im2col (< 3 min)
   python -m benchmarks.bench_train_step --batches 32,128    # adds batch 128
-  python -m benchmarks.bench_train_step --models 1,2,4      # many models in one step
   python -m benchmarks.bench_train_step --quick --cpus 1    # one core, on a shared machine
 """
 import argparse
@@ -56,7 +52,6 @@ from gaze_jax.attacks import triggers
 from gaze_jax.configs import clean
 from gaze_jax.data import device
 from gaze_jax.models import lowering
-from gaze_jax.training import multi
 from gaze_jax.training import state as state_lib
 from gaze_jax.training import steps
 
@@ -288,32 +283,6 @@ def print_tables(results, peaks):
           f"{' | '.join(cells)} | {', '.join(utilisation) or '–'} |")
 
 
-def measure_models(args, size, batch, poison, counts):
-  """Images/s of the many-models step for each M in `counts` against the plain step's."""
-  impl, dtype = args.impls.split(',')[0], args.dtypes.split(',')[0]
-  run = config_lib.validate(step_config(size, batch, impl, poison, dtype, args.optimizer))
-  compiled, step_args, _ = compile_jax(size, batch, impl, poison, dtype, args.optimizer)
-  single_s, single_cpu = time_steps(compiled, step_args, args.steps, args.warmup)
-  print(f'| plain step (1 model) | {single_s * 1e3:.0f} | {single_cpu:.2f} | '
-        f'{batch / single_s:.1f} | 1.00x |', flush=True)
-  for m in counts:
-    states = tuple(state_lib.create(run, state_lib.initial_variables(run, jax.random.key(i)),
-                                    steps_per_epoch=100) for i in range(m))
-    step_args = (states, tuple(device.shard(random_batch(size, batch, seed=i))
-                               for i in range(m)),
-                 tuple(jax.random.key(i) for i in range(m)),
-                 (triggers.make_trigger(run.attack, size),) * m, {})
-    start = time.perf_counter()
-    compiled = multi.p_train_steps.lower(*step_args, (run.attack,) * m, run.task, batch,
-                                         False).compile()
-    compile_s = time.perf_counter() - start
-    step_s, cpu_s = time_steps(compiled, step_args, args.steps, args.warmup)
-    ips = m * batch / step_s
-    print(f'| {m} model{"s" * (m > 1)} in one step (compiled in {compile_s:.0f} s) | '
-          f'{step_s * 1e3:.0f} | {cpu_s:.2f} | {ips / m:.1f} per model, {ips:.1f} in all | '
-          f'{ips / (batch / single_s):.2f}x |', flush=True)
-
-
 def main(argv):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--sizes', default='64,224', help='image sizes, px')
@@ -329,9 +298,6 @@ def main(argv):
   parser.add_argument('--torch-variants', default='fp32_nchw,fp32_channels_last,'
                       'bf16_channels_last', help='torch_reference.py --variants')
   parser.add_argument('--no-torch', action='store_true', help='skip the PyTorch reference')
-  parser.add_argument('--models', default='',
-                      help='e.g. 1,2,4: measure the many-models step instead (first of '
-                      '--sizes, --batches, --poison, --impls, --dtypes)')
   parser.add_argument('--no-hugetlb', action='store_true',
                       help='do not set GLIBC_TUNABLES=glibc.malloc.hugetlb=1')
   parser.add_argument('--ynn-convolutions', action='store_true',
@@ -359,19 +325,14 @@ def main(argv):
         f'pinned to CPUs {sorted(os.sched_getaffinity(0))}; '
         f'CPUs busy before: {_percent(busy_before)}', flush=True)
   sizes, batches = list(map(int, args.sizes.split(','))), list(map(int, args.batches.split(',')))
-  if args.models:
-    print('\n| step | ms/step | CPU s/step | img/s | vs plain step |\n|---|---|---|---|---|')
-    measure_models(args, sizes[0], batches[0], args.poison.split(',')[0],
-                   [int(m) for m in args.models.split(',')])
-  else:
-    results = {}
-    for size in sizes:
-      for batch in batches:
-        for poison in args.poison.split(','):
-          flops = model_flops(size, batch, poison, args.optimizer)
-          results[size, batch, poison] = (measure_setting(args, size, batch, poison, peaks),
-                                          flops)
-    print_tables(results, peaks)
+  results = {}
+  for size in sizes:
+    for batch in batches:
+      for poison in args.poison.split(','):
+        flops = model_flops(size, batch, poison, args.optimizer)
+        results[size, batch, poison] = (measure_setting(args, size, batch, poison, peaks),
+                                        flops)
+  print_tables(results, peaks)
   busy_after = cpu_busy_fraction()
   if max(busy_before or 0, busy_after or 0) > 0.1:
     print(f'\nWARNING: other processes kept the CPUs {_percent(busy_before)} busy before and '
