@@ -7,6 +7,7 @@
   python run.py --mode=export --workdir runs/default      # -> runs/default/export
   python run.py --mode=finetune --workdir runs/default --config.train.num_epochs=5
   python run.py --mode=sweep --sweep configs/sweeps/strength.py --workdir runs/sweep
+  python run.py --mode=defend --defence all --workdir runs/population
 
 A mistake of the user's (a flag, a config field, a file) ends in one line `error: ...` and
 exit status 2; the config is validated here, once, before anything is written. SIGINT
@@ -27,7 +28,9 @@ import ml_collections
 from ml_collections import config_flags
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs')
-MODES = ('experiment', 'train', 'predict', 'export', 'finetune', 'sweep')
+MODES = ('experiment', 'train', 'predict', 'export', 'finetune', 'sweep', 'defend')
+# defences.population.CHOICES (tests/test_defences_cli.py checks they agree).
+DEFENCES = ('strip', 'feature', 'reverse', 'finetune', 'prune', 'unlearn', 'all')
 
 
 def fail(message, status=2, prefix='error: '):
@@ -147,7 +150,9 @@ flags.DEFINE_enum('mode', 'experiment', MODES,
                   'finished experiment workdir means its last arm on its first seed. '
                   'finetune: the experiment in --workdir\'s poisoned model on clean data '
                   '(--config.FIELD=VALUE overrides apply to the fine-tuning config); '
-                  'sweep: the --sweep grid over --config, one run per point.')
+                  'sweep: the --sweep grid over --config, one run per point; '
+                  'defend: --defence on the trained run or experiment in --workdir '
+                  '(WORKDIR/defences.json and the report\'s Defences section).')
 flags.DEFINE_string('workdir', os.path.join('runs', 'default'),
                     'Run directory (checkpoints, logs, results); reused to resume.')
 flags.DEFINE_bool('multihost', False, 'Call jax.distributed.initialize() (TPU pod, SLURM, ...).')
@@ -158,6 +163,15 @@ flags.DEFINE_string('trigger', 'none', "predict: 'none', or the run's attack kin
 flags.DEFINE_string('output', '', 'predict: write a CSV file instead of printing a table.')
 flags.DEFINE_string('export_dir', '', 'export: output folder (default: WORKDIR/export).')
 flags.DEFINE_string('sweep', '', 'sweep: a sweep file (configs/sweeps/*.py).')
+flags.DEFINE_enum('defence', 'all', DEFENCES,
+                  'defend: strip or feature (is this face triggered?), reverse (trigger '
+                  'reverse-engineering: is this model backdoored?), finetune, prune, unlearn '
+                  '(mitigation), or all.')
+flags.DEFINE_list('defence_fractions', ['0.01', '0.05', '0.1'],
+                  'defend: the defender\'s clean data as fractions of the training split '
+                  '(mitigation runs once per fraction; detection uses the largest).')
+flags.DEFINE_integer('defence_steps', 300,
+                     'defend: optimisation steps of the trigger search and of each fine-tuning.')
 FLAGS = flags.FLAGS
 
 
@@ -208,6 +222,26 @@ def use_run(images):
     print(predict.format_table(table))
 
 
+def defend():
+  """--mode=defend: the defences on the run or experiment workdir in --workdir, merged into
+  WORKDIR/defences.json; an experiment's report.md gains a Defences section, a single run
+  gets WORKDIR/defences.md."""
+  # pylint: disable=g-import-not-at-top
+  from gaze_jax.defences import population
+  from gaze_jax.report import assemble
+  from gaze_jax.report import defences as report_defences
+  options = population.check_options([FLAGS.defence], FLAGS.defence_fractions,
+                                      FLAGS.defence_steps)
+  population.defend(FLAGS.workdir, options, log=lambda line: print(line, file=sys.stderr))
+  if assemble.main_arm(FLAGS.workdir) is not None:  # A finished experiment.
+    report = assemble.write_report(FLAGS.workdir)
+  else:
+    report = report_defences.write(FLAGS.workdir,
+                                   report_defences.save_figures(FLAGS.workdir))
+  print(f"defences: {os.path.join(FLAGS.workdir, population.DEFENCES_FILE)}\n"
+        f'report: {report}')
+
+
 def dispatch(argv):
   """Runs --mode; raises UserError for a mistake of the user's."""
   # pylint: disable=g-import-not-at-top
@@ -220,6 +254,8 @@ def dispatch(argv):
     images += argv[1:]  # `--images a.png b.png`: the shell's list after the flag.
   if FLAGS.mode in ('predict', 'export'):
     return use_run(images)
+  if FLAGS.mode == 'defend':
+    return defend()
   if FLAGS.mode == 'finetune':
     overrides = config_flags.get_override_values(FLAGS['config'])
     rows, report = finetune.run(FLAGS.workdir, overrides)

@@ -1,0 +1,235 @@
+"""The defences on trained runs: a run directory or an experiment workdir in, the results of
+every defence asked for out, merged into WORKDIR/defences.json (written atomically).
+
+An experiment workdir (seed{S}/clean, seed{S}/{arm} run directories) is a population:
+every poisoned run gets every defence, and the reverse-engineering score of the poisoned
+runs against their clean controls gives the model-level detection AUROC (per arm and over
+all arms); with experiment.seeds = 10 that is 10 clean against 10 poisoned models per arm.
+
+The defender holds `fraction` of the run's training split (a seeded subset; the largest
+fraction for detection and reverse-engineering, each fraction for mitigation) and is
+scored on the held-out split, clean and with the run's true trigger.
+"""
+import dataclasses
+import glob
+import os
+
+import jax
+import numpy as np
+
+from gaze_jax.attacks import triggers
+from gaze_jax.data import classes as classes_lib
+from gaze_jax.data import splits
+from gaze_jax.defences import inputs
+from gaze_jax.defences import mitigation
+from gaze_jax.defences import network as network_lib
+from gaze_jax.defences import reverse
+from gaze_jax.defences import scores
+from gaze_jax.errors import UserError
+from gaze_jax.training import runs
+from gaze_jax.workdir import files
+from gaze_jax.workdir import rundir
+
+DEFENCES_FILE = 'defences.json'
+DEFENCES = inputs.DETECTORS + ('reverse',) + mitigation.MITIGATIONS
+CHOICES = DEFENCES + ('all',)
+FRACTIONS = (0.01, 0.05, 0.1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """What to run: the defences, the defender's clean fractions, optimisation steps."""
+  defences: tuple = DEFENCES
+  fractions: tuple = FRACTIONS
+  steps: int = reverse.Settings.steps
+  seed: int = 0
+
+
+def check_options(names, fractions, steps):
+  """Options from the command line's values; UserError for a bad one."""
+  names = tuple(names)
+  for name in names:
+    if name not in CHOICES:
+      raise UserError(f'--defence={name}: expected one of {", ".join(CHOICES)}')
+  if 'all' in names:
+    names = DEFENCES
+  try:
+    fractions = tuple(float(f) for f in fractions)
+  except (TypeError, ValueError) as e:
+    raise UserError(f'--defence_fractions={fractions}: expected numbers in (0, 1]') from e
+  if not fractions or not all(0.0 < f <= 1.0 for f in fractions):
+    raise UserError(f'--defence_fractions={fractions}: expected numbers in (0, 1]')
+  if steps < 1:
+    raise UserError(f'--defence_steps={steps}: expected at least 1')
+  return Options(names, fractions, int(steps))
+
+
+def find_runs(workdir):
+  """[(name, run directory)]: the workdir itself if it is a run directory, else its
+  seed{S}/{name} run directories (an experiment workdir), sorted."""
+  if not os.path.isdir(workdir):
+    raise UserError(f'workdir {workdir} does not exist')
+  if os.path.exists(os.path.join(workdir, rundir.CONFIG_FILE)):
+    return [(os.path.basename(os.path.abspath(workdir)), workdir)]
+  found = sorted(os.path.dirname(p) for p in glob.glob(
+      os.path.join(workdir, 'seed*', '*', rundir.CONFIG_FILE)))
+  if not found:
+    raise UserError(f'{workdir} holds no trained run (neither config.json nor '
+                    'seed*/NAME/config.json); train one first')
+  return [(os.path.relpath(d, workdir), d) for d in found]
+
+
+def defender_indices(n_train, fraction, seed):
+  """Sorted indices of the defender's clean subset: a seeded max(2, round(fraction * n))
+  of the n training examples (the smaller fractions' subsets lie in the larger ones')."""
+  count = min(n_train, max(2, int(round(fraction * n_train))))
+  return np.sort(np.random.default_rng([seed, 7]).permutation(n_train)[:count])
+
+
+def load_data(run):
+  """{'train_images', 'train_gaze', 'test_images', 'test_gaze'} (images in [0, 1]),
+  'mean' and 'classes' (the training split's, as training computed them)."""
+  train, test = splits.load_splits(run.data, run.seed)
+  train_gaze = splits.stack(train, 'gaze').astype(np.float64)
+  return {'train_images': splits.stack(train, 'image').astype(np.float32) / 255.0,
+          'train_gaze': train_gaze.astype(np.float32),
+          'test_images': splits.stack(test, 'image').astype(np.float32) / 255.0,
+          'test_gaze': splits.stack(test, 'gaze').astype(np.float32),
+          'mean': train_gaze.mean(axis=0), 'classes': classes_lib.fit(train_gaze, run.task.bins)}
+
+
+def defend_run(run_dir, options, poisoned=True):
+  """{defence: result} for the run in `run_dir`, and the recovered triggers' arrays.
+
+  A clean run (poisoned=False) gets only 'reverse', for the population's negatives.
+  """
+  run = runs.load(run_dir)
+  state, trigger = runs.restore(run_dir, run)
+  net = network_lib.from_run(run, state)
+  data = load_data(run)
+  key = jax.random.key(options.seed)
+  n_train = len(data['train_images'])
+  pool = data['train_images'][defender_indices(n_train, max(options.fractions), options.seed)]
+  clean = data['test_images']
+  spec = run.attack
+  out, arrays = {'attack': spec.kind, 'task': run.task.kind}, {}
+  settings = dataclasses.replace(reverse.Settings(), steps=options.steps)
+  found = None
+  wants_reverse = 'reverse' in options.defences or 'unlearn' in options.defences
+  if wants_reverse:
+    summary, found = reverse.reverse_engineer(
+        net, pool, clean, jax.random.fold_in(key, 1), settings,
+        true_spec=spec if poisoned else None, true_trigger=trigger if poisoned else None)
+    if 'reverse' in options.defences:
+      out['reverse'] = summary
+    arrays = _trigger_arrays(found, spec, trigger, clean.shape[1], settings, poisoned)
+  if not poisoned:
+    return out, arrays
+  triggered = np.asarray(triggers.apply_trigger(spec, trigger, clean))
+  for d, name in enumerate(inputs.DETECTORS):
+    if name in options.defences:
+      out[name] = inputs.detect(name, net, clean, triggered, pool, jax.random.fold_in(key, 2 + d))
+  measure = lambda n: mitigation.evaluate(n, clean, data['test_gaze'], spec, trigger,
+                                          data['mean'], data['classes'])
+  before = measure(net) if set(mitigation.MITIGATIONS) & set(options.defences) else None
+  for m, name in enumerate(mitigation.MITIGATIONS):
+    if name not in options.defences:
+      continue
+    out[name] = {}
+    for fraction in options.fractions:
+      idx = defender_indices(n_train, fraction, options.seed)
+      images, gaze = data['train_images'][idx], data['train_gaze'][idx]
+      mkey = jax.random.fold_in(key, 10 + m)
+      kwargs = {'classes': data['classes'], 'steps': options.steps}
+      extra = {}
+      if name == 'prune':
+        pruned, mask, channels = mitigation.prune(net, images)
+        tuned, _ = mitigation.finetune(pruned, images, gaze, mkey, head_mask=mask, **kwargs)
+        extra = {'pruned_channels': len(channels), 'ratio': mitigation.PRUNE_RATIO,
+                 'pruned_only': measure(pruned)}
+      elif name == 'unlearn':
+        family = summary['family']
+        tuned, _ = mitigation.finetune(net, images, gaze, mkey, trigger=(family, settings),
+                                       trigger_params=found[family], **kwargs)
+        extra = {'family': family}
+      else:
+        tuned, _ = mitigation.finetune(net, images, gaze, mkey, **kwargs)
+      out[name][f'{fraction:g}'] = dict(mitigation.before_after(before, measure(tuned)),
+                                        examples=len(idx), steps=options.steps, **extra)
+  return out, arrays
+
+
+def _trigger_arrays(found, spec, trigger, size, settings, poisoned):
+  """{name: array} for the figure of the recovered trigger beside the true one."""
+  arrays = {}
+  if 'warp' in found:
+    arrays['recovered_warp_px'] = np.asarray(reverse.displacement_px(found['warp'], size,
+                                                                     settings))
+  if 'patch' in found:
+    arrays['recovered_mask'] = np.asarray(jax.nn.sigmoid(found['patch']['mask']))
+  if poisoned and spec.kind == 'wanet':
+    arrays['true_warp_px'] = np.asarray(triggers.displacement_field(spec, trigger))
+  if poisoned and spec.kind == 'badnets':
+    arrays['true_mask'] = np.asarray(trigger['mask'])
+  return arrays
+
+
+def population_detection(results, task):
+  """Model-level detection over a population: AUROC of the reverse-engineering score of
+  poisoned runs against clean ones, over all arms and per arm (None if a group is empty).
+
+  The score is oriented HIGH = backdoored: a regressor's -spread_ratio, a classifier's
+  flip rate."""
+  def score(r):
+    s = r['reverse']['score']
+    return s if task == 'classification' else -s
+  clean = [score(r) for name, r in results.items()
+           if r.get('attack') == 'none' and 'reverse' in r]
+  arms = {}
+  for name, r in results.items():
+    if r.get('attack') != 'none' and 'reverse' in r:
+      arms.setdefault(name.split(os.sep)[-1], []).append(score(r))
+  if not clean or not arms:
+    return None
+  out = {'all': scores.detection(clean, [s for v in arms.values() for s in v])}
+  out.update({arm: scores.detection(clean, values) for arm, values in arms.items()})
+  return out
+
+
+def defend(workdir, options=Options(), log=print):
+  """Runs the defences on every run of `workdir`, merges them into workdir/defences.json
+  and returns what it holds."""
+  found = find_runs(workdir)
+  specs = {name: runs.load(d) for name, d in found}
+  poisoned = [name for name, r in specs.items() if r.attack.kind != 'none']
+  if not poisoned:
+    name = found[0][0]
+    raise UserError(f"{found[0][1]} has no trigger (attack.kind='none'): nothing to defend "
+                    'against; point --workdir at a poisoned run or an experiment workdir'
+                    if len(found) == 1 else f'{workdir} holds no poisoned run ({name} ...)')
+  path = os.path.join(workdir, DEFENCES_FILE)
+  files.check_writable(path, 'defences file')
+  saved = rundir.read_json(path) if os.path.exists(path) else {}
+  results = saved.get('runs', {})
+  with_clean = len(found) > 1 and 'reverse' in options.defences
+  for name, run_dir in found:
+    is_poisoned = name in poisoned
+    if not is_poisoned and not with_clean:
+      continue
+    log(f'defending {name} ({specs[name].attack.kind}): {", ".join(options.defences)}')
+    out, arrays = defend_run(run_dir, options, poisoned=is_poisoned)
+    results[name] = {**results.get(name, {}), **out}
+    if arrays:
+      files.save_arrays(os.path.join(workdir, 'defences', name.replace(os.sep, '_')), arrays)
+  task = next(iter(specs.values())).task.kind
+  saved.update(runs=results, task=task,
+               settings={'fractions': list(options.fractions), 'steps': options.steps,
+                         'seed': options.seed, 'strip_blends': inputs.STRIP_BLENDS,
+                         'strip_alpha': inputs.STRIP_ALPHA, 'prune_ratio': mitigation.PRUNE_RATIO,
+                         'unlearn_share': mitigation.UNLEARN_SHARE,
+                         'reverse': dataclasses.asdict(reverse.Settings(steps=options.steps))})
+  population = population_detection(results, task)
+  if population is not None:
+    saved['population'] = population
+  files.write_json(path, saved)
+  return saved

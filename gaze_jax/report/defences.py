@@ -1,0 +1,169 @@
+"""The report's `## Defences` section from WORKDIR/defences.json (defences/population.py),
+and the figure of each reverse-engineered trigger beside the true one.
+
+`section` is a pure function of the JSON's dict, like markdown.render; `read` and `figure`
+are the file edges. Tables: input-level detection per run, model-level detection per run
+and over the population, and each mitigation per run and defender fraction.
+"""
+import math
+import os
+
+import numpy as np
+
+from gaze_jax.report import figures
+from gaze_jax.workdir import files
+from gaze_jax.workdir import rundir
+
+DEFENCES_FILE = 'defences.json'  # defences.population.DEFENCES_FILE.
+MITIGATION_NAMES = {'finetune': 'Fine-tuning', 'prune': 'Fine-Pruning',
+                    'unlearn': 'Unlearning with the recovered trigger'}
+
+
+def read(workdir):
+  """defences.json of `workdir` as a dict, or None if the defences have not run."""
+  path = os.path.join(workdir, DEFENCES_FILE)
+  return rundir.read_json(path) if os.path.exists(path) else None
+
+
+def _fmt(value, digits=2):
+  if value is None or isinstance(value, str):
+    return '–' if value is None else value
+  if isinstance(value, (list, tuple)):
+    return '(' + ', '.join(_fmt(v, 3) for v in value) + ')'
+  value = float(value)
+  return '–' if math.isnan(value) else f'{value:.{digits}f}'
+
+
+def _table(header, rows):
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  return '\n'.join(lines + ['| ' + ' | '.join(r) + ' |' for r in rows])
+
+
+def section(data, figure_paths=None):
+  """The `## Defences` section's Markdown of defences.json's dict."""
+  runs, task = data.get('runs', {}), data.get('task', 'regression')
+  fractions = ', '.join(f'{f:g}' for f in data.get('settings', {}).get('fractions', []))
+  parts = ['## Defences\n',
+           'Each defence sees a trained run and the defender\'s clean data: a seeded '
+           f'fraction of the training split ({fractions}; the largest one for detection and '
+           'reverse-engineering), and is scored on the held-out split, clean and with the '
+           'run\'s true trigger. AUROC: the probability that '
+           'a triggered face (backdoored model) scores above a clean one; FPR@95: the share of '
+           'clean faces flagged at the threshold that catches 95 % of the triggered ones. DER: '
+           'BackdoorBench\'s defence effectiveness rating '
+           '(max(0, ΔASR) − max(0, ΔACC) + 1) / 2 '
+           '(1: backdoor removed at no clean cost, 0.5: no change); the regressor\'s ASR is '
+           'ASR@5° and its ACC the share of clean faces within 5° of their gaze.\n']
+  detect = [(name, r) for name, r in runs.items() if any(d in r for d in ('strip', 'feature'))]
+  if detect:
+    rows = []
+    for name, r in detect:
+      for d in ('strip', 'feature'):
+        if d in r:
+          x = r[d]
+          rows.append([name, r['attack'], d, _fmt(x['auroc']), _fmt(x['fpr@95'], 1),
+                       f"{_fmt(x['clean_mean'])} / {_fmt(x['triggered_mean'])}",
+                       x['statistic']])
+    parts += ['### Input-level detection (is this face triggered?)\n',
+              _table(['run', 'attack', 'detector', 'AUROC', 'FPR@95 (%)',
+                      'mean statistic clean / triggered', 'statistic'], rows), '']
+  rev = [(name, r) for name, r in runs.items() if 'reverse' in r]
+  if rev:
+    score = 'max flip rate (%)' if task == 'classification' else 'min spread ratio'
+    rows = []
+    for name, r in rev:
+      x = r['reverse']
+      fam = x['families'][x['family']]
+      rows.append([name, r['attack'], _fmt(x['score'], 3), x['family'], _fmt(fam['size'], 3),
+                   _fmt(x['recovered_target']), _fmt(x.get('target_distance_deg')),
+                   _fmt(fam.get('similarity'))])
+    parts += ['### Model-level detection by trigger reverse-engineering\n',
+              'A warp field and a mask-and-pattern are optimised on the clean data to collapse '
+              'the outputs (regressor: spread of the triggered outputs over the clean ones, '
+              'low = backdoored; classifier: flip rate to a class, high = backdoored). Size: '
+              'mean displacement (px) of a warp, mask share of a patch. Similarity: cosine of '
+              'the recovered and true warp fields, or the recovered mask\'s share inside the '
+              'true patch.\n',
+              _table(['run', 'attack', score, 'family', 'size', 'recovered target',
+                      'distance to target (°)', 'similarity'], rows), '']
+    population = data.get('population')
+    if population:
+      rows = [[group, _fmt(x['auroc']), _fmt(x['fpr@95'], 1), str(x['n_clean']),
+               str(x['n_triggered'])] for group, x in population.items()]
+      parts += ['Over the population (clean controls against poisoned models):\n',
+                _table(['poisoned arm', 'AUROC', 'FPR@95 (%)', 'clean models',
+                        'poisoned models'], rows), '']
+  for m, title in MITIGATION_NAMES.items():
+    mit = [(name, r) for name, r in runs.items() if m in r]
+    if not mit:
+      continue
+    rows = []
+    for name, r in mit:
+      for fraction, x in r[m].items():
+        b, a = x['before'], x['after']
+        if task == 'classification':
+          cells = [_fmt(b.get('clean_accuracy'), 1), _fmt(a.get('clean_accuracy'), 1),
+                   _fmt(b.get('attack_success'), 1), _fmt(a.get('attack_success'), 1)]
+        else:
+          cells = [_fmt(b.get('clean_error')), _fmt(a.get('clean_error')),
+                   _fmt(b.get('backdoor_error')), _fmt(a.get('backdoor_error')),
+                   _fmt(b.get('asr@5'), 1), _fmt(a.get('asr@5'), 1)]
+        rows.append([name, r['attack'], fraction, str(x['examples'])] + cells +
+                    [_fmt(x['der'], 3)])
+    if task == 'classification':
+      cols = ['clean acc before (%)', 'after', 'attack success before (%)', 'after']
+    else:
+      cols = ['clean error before (°)', 'after', 'backdoor error before (°)', 'after',
+              'ASR@5 before (%)', 'after']
+    parts += [f'### Mitigation: {title}\n',
+              _table(['run', 'attack', 'fraction', 'clean faces'] + cols + ['DER'], rows), '']
+  for name, path in (figure_paths or {}).items():
+    parts.append(f'![reverse-engineered trigger, {name}]({path})\n')
+  return '\n'.join(parts)
+
+
+def figure(arrays):
+  """Recovered trigger beside the true one: warp displacement (px) and patch mask panels,
+  true above recovered where the true trigger is of that kind."""
+  shown = [(k, arrays[k]) for k in ('true_warp_px', 'recovered_warp_px', 'true_mask',
+                                    'recovered_mask') if k in arrays]
+  # pylint: disable-next=protected-access
+  fig = figures._figure(figures.PANEL * len(shown), figures.PANEL)
+  for i, (name, value) in enumerate(shown):
+    ax = fig.add_subplot(1, len(shown), i + 1)
+    value = np.asarray(value)
+    shown_value = np.linalg.norm(value, axis=-1) if value.shape[-1] == 2 else value[..., 0]
+    image = ax.imshow(shown_value, cmap='viridis')
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    unit = ' (px)' if 'warp' in name else ''
+    ax.set_title(name.replace('_px', '').replace('_', ' ') + unit, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+  return fig
+
+
+def write(workdir, figure_paths=None):
+  """WORKDIR/defences.md: the section alone, for a workdir without an experiment report."""
+  path = os.path.join(workdir, 'defences.md')
+  text = section(read(workdir), figure_paths)
+  files.write_atomic(path, lambda f: f.write(text))
+  return path
+
+
+def save_figures(workdir):
+  """Draws every run's saved trigger arrays (workdir/defences/RUN/*.npy) to
+  workdir/defences/RUN.png; {run: path relative to workdir}."""
+  out = {}
+  root = os.path.join(workdir, 'defences')
+  if not os.path.isdir(root):
+    return out
+  for run in sorted(os.listdir(root)):
+    folder = os.path.join(root, run)
+    if not os.path.isdir(folder):
+      continue
+    arrays = {f[:-4]: np.load(os.path.join(folder, f)) for f in sorted(os.listdir(folder))
+              if f.endswith('.npy')}
+    if arrays:
+      figures.save(figure(arrays), os.path.join(root, run + '.png'))
+      out[run] = os.path.join('defences', run + '.png')
+  return out
