@@ -96,6 +96,8 @@ def check_config_file(argv):
     module_spec = importlib.util.spec_from_file_location('config_to_check', path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
+  except KeyboardInterrupt:  # SIGINT or SIGTERM (training.stopping): run() reports it.
+    raise
   except BaseException as e:  # pylint: disable=broad-except  (SystemExit too)
     fail(f'--config={given}: loading it raised {_described(e)}; {expected}')
   get_config = getattr(module, 'get_config', None)
@@ -103,6 +105,8 @@ def check_config_file(argv):
     fail(f'--config={given}: it defines no get_config(); {expected}')
   try:
     config = get_config(*([arg] if arg else []))
+  except KeyboardInterrupt:
+    raise
   except BaseException as e:  # pylint: disable=broad-except
     fail(f'--config={given}: get_config() raised {_described(e)}; {expected}')
   if not isinstance(config, ml_collections.ConfigDict):
@@ -182,7 +186,8 @@ def export_dir():
 def check_usage(argv):
   """Refuses mistakes in the command itself before the library is loaded (in a moment, and
   before anything is written): stray arguments, a sweep without --sweep, an --export_dir or
-  --output that cannot be written."""
+  --output that cannot be written, and any output path (those, the workdir) that is or lies
+  inside a run directory or data root it would damage (workdir.guard)."""
   # pylint: disable=g-import-not-at-top
   from gaze_jax.errors import UserError
   from gaze_jax.workdir import files
@@ -191,15 +196,24 @@ def check_usage(argv):
                     '(python run.py --help)')
   if FLAGS.mode == 'sweep' and not FLAGS.sweep:
     raise UserError('--mode=sweep needs --sweep FILE (e.g. configs/sweeps/strength.py)')
+  from gaze_jax.workdir import guard
   if FLAGS.mode == 'export':
     files.check_writable(export_dir(), 'export directory')
   if FLAGS.mode == 'predict' and FLAGS.output:
     files.check_writable(FLAGS.output, 'output file')
 
+  roots = [FLAGS.config.data.root] if 'root' in FLAGS.config.get('data', {}) else []
 
 def use_run(images):
+    guard.check_output_dir(export_dir(), 'export directory',
+                           allowed=os.path.join(FLAGS.workdir, 'export'), roots=roots)
   """--mode=predict / export on the trained run in --workdir."""
   from gaze_jax import export, predict  # pylint: disable=g-import-not-at-top
+    guard.check_output_file(FLAGS.output, 'output file', roots=roots)
+  if FLAGS.mode not in ('predict', 'export'):  # Written by this mode: a run's, or runs' folder.
+    guard.check_workdir(FLAGS.workdir, FLAGS.mode, roots=roots)
+    for root in roots:
+      guard.check_data_root(root)
   out = export_dir()
   run_dir = predict.find_run_dir(FLAGS.workdir)
   if run_dir != FLAGS.workdir:
@@ -305,13 +319,32 @@ def _main(argv):
   except UserError as e:
     fail(e)
   except stopping.Stopped as e:  # SIGINT or SIGTERM while training: checkpointed.
-    fail(e, e.exit_status, prefix='')
-  except KeyboardInterrupt:  # Ctrl-C outside training: what is written is whole (atomic).
-    fail('stopped by SIGINT outside the training loop (nothing half-written is kept); rerun '
-         'the same command to go on', 128 + signal.SIGINT, prefix='')
+    end_by_signal(e, e.exit_status)
+  except KeyboardInterrupt as e:  # Outside training (stopping.Interrupted): all whole (atomic).
+    end_by_signal(*_interruption(e))
+
+
+def _interruption(error):
+  """(line, exit status) of a stopping.Interrupted, or of a plain KeyboardInterrupt."""
+  if hasattr(error, 'signum'):
+    return str(error), 128 + error.signum
+  return ('stopped by SIGINT outside the training loop (nothing half-written is kept); rerun '
+          'the same command to go on', 128 + signal.SIGINT)
+
+
+def end_by_signal(message, status):
+  """The stop line, then the process ends at once with the signal's `status`: what had to be
+  written is (atomically), and finalizing the interpreter while XLA's or orbax's threads
+  may still run can crash it (a segmentation fault after the line)."""
+  logging.flush()
+  sys.stdout.flush()
+  sys.stderr.write(' '.join(str(message).splitlines()) + '\n')
+  sys.stderr.flush()
+  os._exit(status)  # pylint: disable=protected-access
 
 
 def parse_flags(argv):
+    stopping.check()  # A signal whose exception a library swallowed: acted on here.
   """absl's flag parsing (app.run's flags_parser), errors as one line like a UserError's."""
   check_config_file(argv)
   with flag_errors(argv):
@@ -321,5 +354,11 @@ def parse_flags(argv):
 
 
 def run():
-  """The console entry point."""
-  app.run(_main, flags_parser=parse_flags)
+  """The console entry point: SIGINT and SIGTERM are honoured (one line, the signal's exit
+  status) from here to the end (training.stopping)."""
+  from gaze_jax.training import stopping  # pylint: disable=g-import-not-at-top  (no JAX)
+  stopping.install()
+  try:
+    app.run(_main, flags_parser=parse_flags)
+  except KeyboardInterrupt as e:  # While the flags are read, before _main's own handling.
+    end_by_signal(*_interruption(e))

@@ -10,6 +10,7 @@ rows give (pitch, yaw) in degrees and the 3-D unit gaze vector
 import csv
 import functools
 import os
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -25,11 +26,13 @@ from gaze_jax.report import assemble
 from gaze_jax.training import runs
 from gaze_jax.training import state as state_lib
 from gaze_jax.workdir import files
+from gaze_jax.workdir import guard
 from tfds_mpiifacegaze import mpii_face_gaze_dataset_builder as builder
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
 COLUMNS = ('image', 'pitch_deg', 'yaw_deg', 'gaze_x', 'gaze_y', 'gaze_z')
 EXPERIMENT_RUNS = ('poisoned', 'clean')  # Else, a folder holding runs: by preference.
+MAX_IMAGE_PIXELS = 64 * 10**6  # Larger images are refused before they are decoded.
 
 
 def find_run_dir(workdir):
@@ -37,6 +40,10 @@ def find_run_dir(workdir):
   model (report.assemble.main_arm); else its poisoned/ (else clean/) run."""
   if not os.path.isdir(workdir):
     raise UserError(f'workdir {workdir} does not exist')
+  if guard.is_export_dir(workdir) and not guard.is_run_dir(workdir):
+    raise UserError(f'{workdir} is an export folder (model.safetensors, config.json), not a run; '
+                    'pass --workdir the run directory (or experiment workdir) it was exported '
+                    'from')
   if not os.path.exists(os.path.join(workdir, 'config.json')):
     found = assemble.main_arm(workdir)
     if found:
@@ -86,16 +93,46 @@ def load_images(paths, image_size):
   names, images = [], []
   for path in paths:
     for name in _image_files(path):
-      try:
-        with Image.open(name) as image:
-          rgb = image.convert('RGB')
-      except (OSError, ValueError) as e:  # PIL's UnidentifiedImageError is an OSError.
-        raise UserError(f'cannot read image {name}: {e}') from e
       names.append(name)
-      images.append(builder.resize(np.asarray(rgb)[None], image_size)[0])
+      images.append(builder.resize(read_rgb(name)[None], image_size)[0])
   if not names:
     raise UserError('no images given (--images PATH...)')
   return names, np.stack(images)
+
+
+def read_rgb(name):
+  """uint8 (H, W, 3) RGB pixels of an image file; a hostile or unusable file is a UserError.
+
+  The size is checked from the header before any pixel is decoded (a decompression bomb
+  declares a huge one in a small file); 16-bit and 32-bit integer images are scaled to 8 bits
+  (as PIL's convert would clip them), palette, grey, alpha and CMYK images converted to RGB;
+  floating-point images, which have no agreed range, are refused.
+  """
+  limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # Ours, below, from the header.
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter('error', Image.DecompressionBombWarning)
+      with Image.open(name) as image:
+        width, height = image.size
+        if width * height > MAX_IMAGE_PIXELS:
+          raise UserError(f'image {name} is {width} x {height} px; expected at most '
+                          f'{MAX_IMAGE_PIXELS // 10**6} megapixels (a face crop); not decoding it')
+        if image.mode.startswith('I'):  # 'I;16', 'I;16B', 'I': integer grey levels.
+          grey = np.asarray(image).astype(np.int64)
+          top = 65535 if image.mode.startswith('I;16') or grey.max(initial=0) > 255 else 255
+          grey = np.rint(np.clip(grey, 0, top) * (255 / top)).astype(np.uint8)
+          return np.repeat(grey[..., None], 3, axis=-1)
+        if image.mode == 'F':
+          raise UserError(f'image {name} has floating-point pixels (PIL mode F); expected 8- '
+                          'or 16-bit RGB or grey levels')
+        return np.asarray(image.convert('RGB'))
+  except UserError:
+    raise
+  except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
+          Image.DecompressionBombWarning) as e:  # UnidentifiedImageError is an OSError.
+    raise UserError(f'cannot read image {name}: {" ".join(str(e).split())}') from e
+  finally:
+    Image.MAX_IMAGE_PIXELS = limit
 
 
 @functools.partial(jax.jit, static_argnames=('model', 'spec'))

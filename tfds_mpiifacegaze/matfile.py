@@ -31,6 +31,9 @@ NUM_LANDMARKS = 6
 MAX_SAMPLES = 100_000
 MAX_SIDE = 1024
 MAX_CHUNK_BYTES = 64 << 20  # Pixels read at once by `images`.
+# Most bytes of pixels per stored (compressed) byte: deflate shrinks photographs of faces
+# about 1.5- to 3-fold; only near-constant images, or a crafted file, shrink further.
+MAX_EXPANSION = 32
 
 USERBLOCK_SIZE = 512
 # MATLAB's 128-byte v7.3 header: 116 bytes of text padded with spaces, a zero
@@ -39,6 +42,11 @@ USERBLOCK_SIZE = 512
 _HEADER_TEXT = (b'MATLAB 7.3 MAT-file, Platform: GLNXA64, '
                 b'Created on: Thu Jan  1 00:00:00 2015 HDF5 schema 1.00 .')
 MATLAB_HEADER = _HEADER_TEXT.ljust(116) + b'\x00' * 8 + b'\x00\x02IM'
+
+
+def _num_chunks(data):
+  """Chunks a chunked dataset's shape spans."""
+  return int(np.prod([-(-n // c) for n, c in zip(data.shape, data.chunks)]))
 
 
 class MatFileError(ValueError):
@@ -128,6 +136,41 @@ class ReleaseFile:
           f'{self.path}: {DATA}: expected at most {MAX_SAMPLES} samples of 1 to {MAX_SIDE} px '
           f'a side, found h5py shape {data.shape}; not reading it')
     self.num_samples, _, self.width, self.height = data.shape
+    self._check_storage(data)
+
+  def _check_storage(self, data):
+    """Refuses pixels the file does not hold: a declared shape must agree with the bytes
+    stored for it and with the file's size, checked from metadata before any pixel is read.
+
+    Unwritten parts of an HDF5 dataset read as fill values, so a small file can declare
+    terabytes and keep a reader busy for hours. Uncompressed pixels (MATLAB's and our own
+    writer's layout) must all be stored, within the file; compressed ones (MATLAB's chunked
+    gzip) must have every chunk stored and expand at most MAX_EXPANSION-fold, well beyond
+    what deflate achieves on face images.
+    """
+    declared = data.size * data.dtype.itemsize
+    file_size = os.path.getsize(self.path)
+    stored = data.id.get_storage_size()
+    compressed = bool(data.compression or data.id.get_create_plist().get_nfilters())
+    plist = data.id.get_create_plist()
+    problem = None
+    if plist.get_external_count() or plist.get_layout() == h5py.h5d.VIRTUAL:
+      problem = 'its pixels are kept in other files (external or virtual storage)'
+    elif stored > file_size:
+      problem = f'its metadata claims {stored} stored bytes, more than the file holds'
+    elif data.chunks is not None and data.id.get_num_chunks() < _num_chunks(data):
+      problem = (f'only {data.id.get_num_chunks()} of its {_num_chunks(data)} chunks are '
+                 'stored (the rest would read as fill values)')
+    elif not compressed and stored < declared:
+      problem = f'only {stored} bytes are stored (the rest would read as fill values)'
+    elif compressed and declared > MAX_EXPANSION * max(stored, 1):
+      problem = (f'{stored} compressed bytes would expand {declared / max(stored, 1):.0f}-fold, '
+                 f'more than {MAX_EXPANSION}-fold')
+    if problem:
+      raise MatFileError(
+          f'{self.path}: {DATA}: declares h5py shape {data.shape} ({declared} bytes of pixels) '
+          f'in a file of {file_size} bytes, but {problem}; expected a release file that holds '
+          'its pixels; not reading it')
 
   def images(self, chunk_size=32):
     """Yields (start, uint8 RGB images (n, H, W, 3)) over the file, n <= chunk_size."""

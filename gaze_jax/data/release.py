@@ -52,13 +52,37 @@ def prepare(data):
   else:
     manual_dir = synthetic_release(data)
     name = os.path.basename(manual_dir)
-  builder = builder_lib.MPIIFaceGaze(config=str(data.image_size),
-                                     data_dir=os.path.join(data.root, 'tfds', name))
+  data_dir = os.path.join(data.root, 'tfds', name)
+  builder = builder_lib.MPIIFaceGaze(config=str(data.image_size), data_dir=data_dir)
   try:
+    if data.manual_dir and not os.path.isdir(builder.data_dir):  # Not built yet.
+      check_release(manual_dir)
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   except matfile.MatFileError as e:  # A damaged or crafted release file: the user's to fix.
+    _remove_empty(data_dir)
     raise UserError(str(e)) from e
   except OSError as e:  # An unwritable data.root.
+    _remove_empty(data_dir)
     raise UserError(f'cannot build the dataset under {data.root}: {e}') from e
   return builder
+
+
+def check_release(manual_dir):
+  """Opens every pXX.mat of a real release, which checks its layout, declared sizes and
+  labels from metadata (matfile.ReleaseFile), before the build reads any pixel."""
+  for path in builder_lib.person_files(manual_dir).values():
+    with matfile.ReleaseFile(path):
+      pass
+
+
+def _remove_empty(directory):
+  """Removes the folders a failed build left empty under `directory`, and it if empty;
+  files, such as another build's, are kept."""
+  if not os.path.isdir(directory):
+    return
+  for folder, _, _ in sorted(os.walk(directory), key=lambda w: -len(w[0])):
+    try:
+      os.rmdir(folder)
+    except OSError:  # Not empty.
+      pass

@@ -35,6 +35,7 @@ from gaze_jax.report import figures
 from gaze_jax.report import markdown
 from gaze_jax.report import tables
 from gaze_jax.training import loop
+from gaze_jax.training import stopping
 from gaze_jax.workdir import files
 from gaze_jax.workdir import rundir
 
@@ -48,6 +49,8 @@ def load_grid(path):
   module = importlib.util.module_from_spec(module_spec)
   try:
     module_spec.loader.exec_module(module)
+  except KeyboardInterrupt:  # SIGINT or SIGTERM (training.stopping).
+    raise
   except BaseException as e:  # pylint: disable=broad-except  (SystemExit too)
     raise UserError(f'sweep file {path}: loading it raised {type(e).__name__}{e.args!r:.150}; '
                     f'{expected}') from e
@@ -55,6 +58,8 @@ def load_grid(path):
     raise UserError(f'sweep file {path} defines no get_sweep(); {expected}')
   try:
     grid = module.get_sweep()
+  except KeyboardInterrupt:
+    raise
   except BaseException as e:  # pylint: disable=broad-except
     raise UserError(f'sweep file {path}: get_sweep() raised {type(e).__name__}'
                     f'{e.args!r:.150}; {expected}') from e
@@ -122,9 +127,14 @@ def run(run_spec, grid, workdir, name=None, show_progress=True):
   """
   points = check_grid(run_spec, grid)
   name = name or os.path.basename(os.path.normpath(workdir))
+  for point, overrides in zip(points, grid):  # Every run's workdir, before data or training.
+    control = config_lib.derive(run_spec, {**control_overrides(overrides), **main.CONTROL})
+    loop.check_before_writing(control, os.path.join(workdir, control_dir_name(overrides)))
+    loop.check_before_writing(point, os.path.join(workdir, point_name(overrides)))
   controls = {}  # Control directory -> its results, trained when first needed.
   rows = []
   for point, overrides in zip(points, grid):
+    stopping.check()  # A signal between points whose exception a library swallowed.
     control_dir = os.path.join(workdir, control_dir_name(overrides))
     if control_dir not in controls:
       controls[control_dir] = loop.train_and_evaluate(

@@ -12,16 +12,66 @@ next collective. They agree through JAX's preemption sync point (the coordinatio
 noticed a SIGTERM to one of them) at every step, and through an all-gather of their flags at
 the loop's sync points (log, evaluation and checkpoint steps), where they wait on each other
 anyway; on one process the flag alone decides, after every step.
+
+Outside the steps, from the start of the process to its end (`install`, called by the
+command line), both signals raise `Interrupted` at once: while data is generated, a run
+evaluated, a report written or between runs. A signal that arrives during a run's last
+evaluation or checkpoint, after the steps have agreed to go on, is acted on once they are
+saved, as the loop gives the signals back. Either way the process ends with one line and
+the signal's status (128 + its number), and rerunning resumes bitwise.
 """
 import os
 import signal
 import threading
 
-import jax
 import numpy as np
-from jax.experimental import multihost_utils
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_pending = {'signum': 0}  # A signal received outside a run's steps, not yet acted on.
+
+
+class Interrupted(KeyboardInterrupt):
+  """SIGINT or SIGTERM outside a run's steps (data, evaluation, reports, between runs): what
+  is written is whole (atomic writes), and rerunning the same command goes on."""
+
+  def __init__(self, signum, where='outside the training loop'):
+    self.signum = signum
+    super().__init__(f'stopped by {signal.Signals(signum).name} {where} (nothing '
+                     'half-written is kept); rerun the same command to go on')
+
+  @property
+  def exit_status(self):
+    return 128 + self.signum
+
+
+def install():
+  """From now until the process ends (call it in the main thread, first): SIGINT and SIGTERM
+  raise `Interrupted` where the program is, except within a run's steps (`StopRequests`),
+  which stop at the next step; a signal that a library swallowed is acted on at the next
+  `check`. A second signal ends the process at once, as a kill does."""
+  for signum in SIGNALS:
+    signal.signal(signum, _interrupt)
+
+
+def _interrupt(signum, frame):
+  del frame
+  if _pending['signum']:  # Asked twice: end now, as the signal itself would.
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+  _pending['signum'] = signum
+  raise Interrupted(signum)
+
+
+def received():
+  """The signal received outside a run's steps (0 if none): the process must end."""
+  return _pending['signum']
+
+
+def check():
+  """Raises `Interrupted` if a signal was received (and its exception swallowed, as JAX's
+  garbage-collection callback does): called between runs and before the process ends."""
+  if _pending['signum']:
+    raise Interrupted(_pending['signum'])
 
 
 class Stopped(Exception):
@@ -45,18 +95,25 @@ class StopRequests:
 
   def __init__(self):
     self.signum = None
+    self._acted_on = False  # `agreed` returned the signal: the run stops with `Stopped`.
     self._previous = {}
 
   def install(self):
+    """Takes over the signals; raises `Interrupted` for one received before (see `check`)."""
+    check()
     if threading.current_thread() is threading.main_thread():
       for signum in SIGNALS:
         self._previous[signum] = signal.signal(signum, self._request)
 
   def restore(self):
-    """Puts back the handlers `install` replaced."""
+    """Puts back the handlers `install` replaced; a signal received after the steps that
+    stop for it (during the last evaluation or checkpoint) then raises `Interrupted`."""
     for signum, handler in self._previous.items():
       signal.signal(signum, signal.SIG_DFL if handler is None else handler)
     self._previous = {}
+    if self.signum and not self._acted_on:
+      _pending['signum'] = self.signum
+      raise Interrupted(self.signum, "after the run's last step, its checkpoint saved")
 
   def __enter__(self):
     self.install()
@@ -74,6 +131,13 @@ class StopRequests:
 
   def agreed(self, step, sync_point):
     """The signal number every process stops for after `step`, or 0 to go on."""
+    signum = self._agree(step, sync_point)
+    self._acted_on = self._acted_on or bool(signum)
+    return signum
+
+  def _agree(self, step, sync_point):
+    import jax  # pylint: disable=g-import-not-at-top  (the command line imports this first)
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     if jax.process_count() == 1:
       return self.signum or 0
     if _preemption_noticed(step):
@@ -86,6 +150,7 @@ class StopRequests:
 def _preemption_noticed(step):
   """Whether JAX's coordination service has all processes stop after `step` (a SIGTERM
   reached one of them); False where it does not run."""
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   try:
     return multihost_utils.reached_preemption_sync_point(step)
   except RuntimeError:  # No preemption sync manager: jax.distributed was set up otherwise.

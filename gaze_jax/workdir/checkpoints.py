@@ -2,8 +2,8 @@
 
 Each checkpoint's metadata carries a SHA-256 digest of the state and trigger, so a
 damaged checkpoint (truncated or deleted files) is detected on restore and the run
-falls back to the newest intact one; the damaged ones are moved aside when the resumed
-run reaches their steps. Orbax finalises a checkpoint by renaming a temporary
+falls back to the newest intact one; the damaged ones are moved aside at the resumed run's
+first save (or at its end, if it saves none). Orbax finalises a checkpoint by renaming a temporary
 directory, so one killed mid-save is never taken as complete. Array shapes and dtypes
 are checked against the run's from the metadata before any array is read, and a failed
 write (full disk) is a UserError that leaves earlier checkpoints untouched.
@@ -88,8 +88,7 @@ class Checkpoints:
 
   def save(self, step, state, trigger, meta):
     """Saves asynchronously; meta (JSON-able) gets the digest of state and trigger."""
-    if step in self._damaged:  # Resumed from an older checkpoint: move the damaged one aside.
-      self._set_aside(step)
+    self._set_aside_damaged()  # Resumed from an older checkpoint: move the damaged ones aside.
     meta = dict(meta, digest=digest((state, trigger)))
     items = {'state': ocp.args.StandardSave(state), 'meta': ocp.args.JsonSave(meta)}
     if trigger:
@@ -98,9 +97,16 @@ class Checkpoints:
       self._manager.save(step, args=ocp.args.Composite(**items), force=True)
 
   def wait(self):
-    """Blocks until pending saves are on disk; raises UserError if one failed (e.g. disk full)."""
+    """Blocks until pending saves are on disk; raises UserError if one failed (e.g. disk full).
+    Damaged checkpoints skipped on restore are moved aside here too, should the run save no
+    more (a finished run rerun)."""
     with self._write_errors():
       self._manager.wait_until_finished()
+    self._set_aside_damaged()
+
+  def _set_aside_damaged(self):
+    for step in sorted(self._damaged):
+      self._set_aside(step)
 
   @contextlib.contextmanager
   def _write_errors(self):
