@@ -160,6 +160,11 @@ flags.DEFINE_enum('mode', 'experiment', MODES,
 flags.DEFINE_string('workdir', os.path.join('runs', 'default'),
                     'Run directory (checkpoints, logs, results); reused to resume.')
 flags.DEFINE_bool('multihost', False, 'Call jax.distributed.initialize() (TPU pod, SLURM, ...).')
+USER_CACHE = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
+flags.DEFINE_string('compilation_cache', os.environ.get('JAX_COMPILATION_CACHE_DIR') or
+                    os.path.join(USER_CACHE, 'gaze_jax', 'xla'),
+                    "JAX's persistent compilation cache: a rerun, resume or another model with "
+                    "the same steps loads them instead of compiling ('' = off).")
 flags.DEFINE_multi_string('images', [], 'predict: PNG/JPEG face crops or folders of them; '
                           'repeat the flag, separate with commas, or list them after it.')
 flags.DEFINE_string('trigger', 'none', "predict: 'none', or the run's attack kind (wanet, "
@@ -191,29 +196,29 @@ def check_usage(argv):
   # pylint: disable=g-import-not-at-top
   from gaze_jax.errors import UserError
   from gaze_jax.workdir import files
+  from gaze_jax.workdir import guard
   if FLAGS.mode != 'predict' and len(argv) > 1:  # predict: `--images a.png b.png`.
     raise UserError(f'unexpected arguments {argv[1:]}: every option is a --flag '
                     '(python run.py --help)')
   if FLAGS.mode == 'sweep' and not FLAGS.sweep:
     raise UserError('--mode=sweep needs --sweep FILE (e.g. configs/sweeps/strength.py)')
-  from gaze_jax.workdir import guard
+  roots = [FLAGS.config.data.root] if 'root' in FLAGS.config.get('data', {}) else []
   if FLAGS.mode == 'export':
     files.check_writable(export_dir(), 'export directory')
-  if FLAGS.mode == 'predict' and FLAGS.output:
-    files.check_writable(FLAGS.output, 'output file')
-
-  roots = [FLAGS.config.data.root] if 'root' in FLAGS.config.get('data', {}) else []
-
-def use_run(images):
     guard.check_output_dir(export_dir(), 'export directory',
                            allowed=os.path.join(FLAGS.workdir, 'export'), roots=roots)
-  """--mode=predict / export on the trained run in --workdir."""
-  from gaze_jax import export, predict  # pylint: disable=g-import-not-at-top
+  if FLAGS.mode == 'predict' and FLAGS.output:
+    files.check_writable(FLAGS.output, 'output file')
     guard.check_output_file(FLAGS.output, 'output file', roots=roots)
   if FLAGS.mode not in ('predict', 'export'):  # Written by this mode: a run's, or runs' folder.
     guard.check_workdir(FLAGS.workdir, FLAGS.mode, roots=roots)
     for root in roots:
       guard.check_data_root(root)
+
+
+def use_run(images):
+  """--mode=predict / export on the trained run in --workdir."""
+  from gaze_jax import export, predict  # pylint: disable=g-import-not-at-top
   out = export_dir()
   run_dir = predict.find_run_dir(FLAGS.workdir)
   if run_dir != FLAGS.workdir:
@@ -260,6 +265,7 @@ def dispatch(argv):
   """Runs --mode; raises UserError for a mistake of the user's."""
   # pylint: disable=g-import-not-at-top
   from gaze_jax import config as config_lib
+  from gaze_jax import phases
   from gaze_jax.experiments import finetune, main, sweep
   from gaze_jax.report import assemble, tables
   from gaze_jax.training import loop
@@ -292,6 +298,8 @@ def dispatch(argv):
           '(errors in degrees, ASR in %; mean±std over seeds):')
     print(tables.format_table(assemble.model_rows(summary)))
     print(f'results: {os.path.join(FLAGS.workdir, "results.json")}')
+    print('\nwall time by phase (all models; run_info.json):')
+    print(phases.table(summary['phases'], summary['wall_seconds']))
     if 'report' in summary:  # Written by the chief process.
       print(f"report: {summary['report']}")
   return None
@@ -308,6 +316,8 @@ def _main(argv):
   from gaze_jax.models import lowering  # pylint: disable=g-import-not-at-top
   lowering.use_eigen_convolutions()  # Before JAX's first computation starts its backend.
   import jax  # pylint: disable=g-import-not-at-top
+  if FLAGS.compilation_cache:
+    jax.config.update('jax_compilation_cache_dir', FLAGS.compilation_cache)
   # pylint: disable=g-import-not-at-top
   from gaze_jax.training import stopping
   from gaze_jax.workdir import background_errors
@@ -316,6 +326,7 @@ def _main(argv):
     jax.distributed.initialize()
   try:
     dispatch(argv)
+    stopping.check()  # A signal whose exception a library swallowed: acted on here.
   except UserError as e:
     fail(e)
   except stopping.Stopped as e:  # SIGINT or SIGTERM while training: checkpointed.
@@ -344,7 +355,6 @@ def end_by_signal(message, status):
 
 
 def parse_flags(argv):
-    stopping.check()  # A signal whose exception a library swallowed: acted on here.
   """absl's flag parsing (app.run's flags_parser), errors as one line like a UserError's."""
   check_config_file(argv)
   with flag_errors(argv):
