@@ -126,7 +126,7 @@ class AttackSpec:
   cross_ratio: float = 2.0           # WaNet noise-mode samples per triggered sample.
   seed: int = 0                      # Seed of the per-run trigger state.
   target_mode: str = 'fixed'         # TARGET_MODES.
-  target_gaze: tuple = (-0.2, 0.0)   # 'fixed' target (pitch, yaw), radians.
+  target_gaze: tuple = (-0.2, 0.35)  # 'fixed' target (pitch, yaw), radians.
   target_offset: tuple = (0.0, 0.3)  # 'offset' (dpitch, dyaw), radians.
   min_distance_deg: float = 15.0     # 'fixed': least angle between target and mean gaze.
   k: int = 4                         # WaNet control grid size.

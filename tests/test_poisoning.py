@@ -66,7 +66,7 @@ def test_poison_batch_roles_images_and_labels():
                                               0, 32)
   np.testing.assert_array_equal(roles, [1] * 3 + [2] * 6 + [0] * 23)
   assert roles.dtype == jnp.int32
-  np.testing.assert_allclose(labels[:3], np.tile([[-0.2, 0.0]], (3, 1)), atol=1e-7)
+  np.testing.assert_allclose(labels[:3], np.tile([spec.target_gaze], (3, 1)), atol=1e-7)
   np.testing.assert_array_equal(labels[3:], gaze[3:])
   np.testing.assert_allclose(out[:3], triggers.apply_trigger(spec, trigger, images[:3]),
                              atol=1e-6)

@@ -60,7 +60,7 @@ class ResNet18Gaze(nn.Module):
   (16x the compute of 'imagenet' at the same size).
   """
   dtype: Any = jnp.float32
-  conv_impl: str = 'xla'
+  conv_impl: str = 'im2col'
   bn_axis_name: Any = None  # 'batch' under pmap: BatchNorm statistics over all devices.
   stem: str = 'imagenet'
   outputs: int = 2  # (pitch, yaw); classes (classification); 2 x bins logits (binned).
