@@ -105,6 +105,8 @@ def write_report(workdir):
           'paired': ({arm: results['summary'][arm]['paired'] for arm in all_arms(results)}
                      if len(results['seeds']) > 1 else {}),
           'verdicts': {arm: verdict(results['summary'][arm]) for arm in all_arms(results)},
+          'classifier_absent': (arms[0] if arms and not results.get('classifier_arms') and
+                                main['config']['task']['kind'] == 'regression' else None),
           'stealth': {name: results['stealth'][name]  # The arms first: JSON sorted the names.
                       for name in arms + sorted(set(results['stealth']) - set(arms))},
           'figures': figs,

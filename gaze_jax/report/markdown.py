@@ -35,10 +35,15 @@ MODEL_COLUMNS = (('clean_error', 'clean error (°)'), ('study_clean_error', 'stu
                  ('backdoor_error', 'backdoor error (°)'),
                  ('study_backdoor_error', 'study backdoor (°)'),
                  ('collapse_backdoor_error', 'collapse baseline (°)'),
-                 ('backdoor_spread', 'triggered spread (°)'), ('noise_error', 'noise error (°)'))
+                 ('backdoor_spread', 'triggered spread (°)'), ('noise_error', 'noise error (°)'),
+                 ('clean_accuracy', 'clean accuracy (%)'),
+                 ('attack_success', 'attack success (%)'),
+                 ('noise_accuracy', 'noise accuracy (%)'))
 PAIRED_COLUMNS = (('clean_error', 'Δ clean error (°)'),
                   ('backdoor_error', 'Δ backdoor error (°)'),
-                  ('asr@5', 'Δ ASR@5° (points)'), ('noise_error', 'Δ noise error (°)'))
+                  ('asr@5', 'Δ ASR@5° (points)'), ('noise_error', 'Δ noise error (°)'),
+                  ('clean_accuracy', 'Δ clean accuracy (points)'),
+                  ('attack_success', 'Δ attack success (points)'))
 SETTINGS = ('k', 's', 'grid_rescale', 'patch_fraction', 'position', 'alpha')  # Trigger knobs.
 STEALTH_COLUMNS = (('psnr', 'PSNR (dB)'), ('ssim', 'SSIM'), ('mse', 'MSE'), ('linf', 'L∞'),
                    ('displacement_mean_px', 'mean displacement (px)'),
@@ -78,24 +83,30 @@ def render(data):
       sentence}), 'stealth' ({name: imperceptibility.measure_all entry}), 'finetune'
       ({'rows': per-epoch metrics from epoch 0, 'config': the fine-tuning config dict}),
       'sweeps' ({name: `read_sweep`'s output}), 'defences' (defences.json's dict) with
-      'defence_figures' ({run: PNG path}), and 'figures' ({name: relative PNG path}).
+      'defence_figures' ({run: PNG path}), 'figures' ({name: relative PNG path}) and
+      'classifier_absent' (the arm whose classifier twin the main job could add).
   """
   figures = data.get('figures', {})
-  parts = [f"# {data.get('title', 'WaNet backdoor on a ResNet-18 gaze regressor')}\n",
-           'Sections 1 to 4 hold numbers produced by this code on the data described in '
-           '*Setup*; section 5 quotes published figures, which were **not** reproduced here.\n',
-           _setup(data['config'], data.get('counts'))]
+  sections = []  # Numbered in order below, so that absent sections leave no gaps.
   if data.get('models'):
-    parts.append(_models(data, figures))
+    sections.append(_models(data, figures))
   if data.get('stealth'):
-    parts.append(_stealth(data['stealth'], data['config'], data.get('counts'), figures))
+    sections.append(_stealth(data['stealth'], data['config'], data.get('counts'), figures))
   if data.get('finetune'):
-    parts.append(_finetune(data['finetune'], figures))
+    sections.append(_finetune(data['finetune'], figures))
   for name, sweep in data.get('sweeps', {}).items():
-    parts.append(_sweep(name, sweep))
+    sections.append(_sweep(name, sweep))
   if data.get('defences'):
-    parts.append(defences.section(data['defences'], data.get('defence_figures')))
-  parts.append(_published(data.get('models'), data.get('stealth'), data['config']))
+    sections.append(defences.section(data['defences'], data.get('defence_figures')))
+  sections.append(_published(data.get('models'), data.get('stealth'), data['config']))
+  n = len(sections)
+  produced = (f'Sections 1 to {n - 1} hold' if n > 2 else 'Section 1 holds') if n > 1 else ''
+  intro = (f'{produced} numbers produced by this code on the data described in *Setup*; '
+           if produced else '')
+  parts = [f"# {data.get('title', 'WaNet backdoor on a ResNet-18 gaze regressor')}\n",
+           f'{intro}section {n} quotes published figures, which were **not** reproduced '
+           'here.\n', _setup(data['config'], data.get('counts'), data.get('arms'))]
+  parts += [f'## {i}. {text[3:]}' for i, text in enumerate(sections, 1)]
   parts.append(METRIC_NOTES)
   return '\n'.join(parts)
 
@@ -108,7 +119,8 @@ def provenance(config, counts=None):
   return text + (f", {counts['test']} held-out images" if counts else '')
 
 
-def _setup(config, counts):
+def _setup(config, counts, arms=None):
+  """The data, model and every arm's attack (`arms`: {name: config}, else config's own)."""
   d, t, m = config['data'], config['train'], config['model']
   if d['manual_dir']:
     source = f"MPIIFaceGaze from `{d['manual_dir']}`"
@@ -127,7 +139,8 @@ def _setup(config, counts):
            f"lr {t['learning_rate']:g} ({t['schedule']}), {_count(t['num_epochs'], 'epoch')}, "
            f"batch {t['batch_size']}, {m['dtype']}, init {m['init_from'] or 'random'}; seed "
            f"{config['seed']}.",
-           f'- Attack: {_attack_text(config)}.']
+           *([f'- Attack: {_attack_text(config)}.'] if not arms else
+             ['- Attacks:'] + [f'  - {name}: {_attack_text(c)}.' for name, c in arms.items()])]
   if counts:
     lines.append(f"- Examples: {counts['train']} training, {counts['test']} held-out.")
   return '\n'.join(lines) + '\n'
@@ -183,7 +196,7 @@ def _models(data, figures):
           'each seed varies the model seed and attack.seed)' if len(seeds) > 1
           else f'one seed ({seeds[0]}): no spread is measured; see the README for the seeds '
           'command')
-  text = ['## 1. Clean control vs poisoned models\n',
+  text = ['## Clean control vs poisoned models\n',
           f'Held-out split, {provenance(config)}; {over}. The control is trained on the same '
           'data and seed without poisoning and is evaluated against each arm\'s trigger with '
           'the same noise draws: a clean model must not respond to it. *collapse baseline*: the '
@@ -202,6 +215,13 @@ def _models(data, figures):
                      for arm, p in data['paired'].items()])]
   for arm, verdict in data.get('verdicts', {}).items():
     text.append(f'\n- **{arm}**: {verdict}')
+  if data.get('classifier_absent'):
+    arm = data['classifier_absent']
+    text.append(f'\nThe classifier on the same faces and trigger is not in this report '
+                '(config.experiment.classifier_arms is empty, to keep the job short). The same '
+                f'command with `--config.experiment.classifier_arms="(\'{arm}\',)"` adds it: it '
+                'reuses the models above, trains the classifier twin of this arm and its '
+                'control, and rewrites this report.')
   text += _images(figures, ('training_curves', 'role_curves', 'asr_curve', 'error_cdf'))
   return '\n'.join(text)
 
@@ -240,7 +260,7 @@ def _stealth(stealth, config, counts, figures):
           [_fmt(m.get(key), 4 if key in ('ssim', 'mse', 'linf') else 2)
            for key, _ in STEALTH_COLUMNS]
           for name, m in stealth.items()]
-  text = ['## 2. Imperceptibility of each trigger\n',
+  text = ['## Imperceptibility of each trigger\n',
           f'Mean over the held-out images ({provenance(config, counts)}) of each clean image '
           'against its triggered version (data range 1), for the first seed\'s triggers: the '
           'poisoned arms\' own and the baselines no arm trains with, drawn from the same '
@@ -263,7 +283,7 @@ def _finetune(finetune, figures):
   table = [[str(r['epoch'])] + [_fmt(r.get(key)) for key, _ in ERROR_COLUMNS] +
            [_fmt(r.get(k), 1) for k in asr] for r in rows]
   t = cfg['train']
-  text = ['## 3. Fine-tuning as a defence\n',
+  text = ['## Fine-tuning as a defence\n',
           'The poisoned model fine-tuned on clean data only (pc = 0, same trigger for '
           f"evaluation): {_count(t['num_epochs'], 'epoch')}, {t['optimizer']} "
           f"lr {t['learning_rate']:g} ({t['schedule']}), "
@@ -293,7 +313,7 @@ def _sweep(name, sweep):
              if any(_fmt(r.get(k)) != '–' for r in rows)]
   digits = {'ssim': 4, 'asr@5': 1, 'control_asr@5': 1}
   table = [[r['point']] + [_fmt(r.get(k), digits.get(k, 2)) for k, _ in columns] for r in rows]
-  text = [f'## 4. Sweep: {name}\n',
+  text = [f'## Sweep: {name}\n',
           f"{_count(len(rows), 'poisoned run')} of the base config ({_attack_text(config)}), each "
           f"overriding {', '.join(f'`{k}`' for k in keys)}; {provenance(config)}. Each point "
           'is compared with a clean control trained the same way (shared by the points that '
@@ -352,7 +372,7 @@ def _difference(row, key):
 
 
 def _published(models, stealth, config):
-  text = ['## 5. Published results (quoted, not reproduced here)\n',
+  text = ['## Published results (quoted, not reproduced here)\n',
           '### WaNet on classifiers (quoted: official repository README; k = 4, s = 0.5, '
           'pc = 0.1, cross_ratio = 2)\n',
           _table(['dataset', 'clean acc (%)', 'attack acc (%)', 'noise acc (%)'],
