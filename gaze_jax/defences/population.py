@@ -34,6 +34,7 @@ DEFENCES_FILE = 'defences.json'
 DEFENCES = inputs.DETECTORS + ('reverse',) + mitigation.MITIGATIONS
 CHOICES = DEFENCES + ('all',)
 FRACTIONS = (0.01, 0.05, 0.1)
+SUPPORTED_TASKS = ('regression', 'classification')  # Outputs read as gaze, or logits.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,8 +72,8 @@ def find_runs(workdir):
     raise UserError(f'workdir {workdir} does not exist')
   if os.path.exists(os.path.join(workdir, rundir.CONFIG_FILE)):
     return [(os.path.basename(os.path.abspath(workdir)), workdir)]
-  found = sorted(os.path.dirname(p) for p in glob.glob(
-      os.path.join(workdir, 'seed*', '*', rundir.CONFIG_FILE)))
+  found = sorted(os.path.dirname(p) for pattern in (('*',), ('*', '*'))  # classifier/NAME too.
+                 for p in glob.glob(os.path.join(workdir, 'seed*', *pattern, rundir.CONFIG_FILE)))
   if not found:
     raise UserError(f'{workdir} holds no trained run (neither config.json nor '
                     'seed*/NAME/config.json); train one first')
@@ -174,26 +175,31 @@ def _trigger_arrays(found, spec, trigger, size, settings, poisoned):
   return arrays
 
 
-def population_detection(results, task):
+def population_detection(results):
   """Model-level detection over a population: AUROC of the reverse-engineering score of
-  poisoned runs against clean ones, over all arms and per arm (None if a group is empty).
+  poisoned runs against the clean runs of the same task, over all of a task's arms
+  ('regression', 'classification') and per arm (the run's name without its seed folder,
+  e.g. 'poisoned', 'classifier/poisoned'); None without both clean and poisoned runs.
 
   The score is oriented HIGH = backdoored: a regressor's -spread_ratio, a classifier's
   flip rate."""
-  def score(r):
-    s = r['reverse']['score']
-    return s if task == 'classification' else -s
-  clean = [score(r) for name, r in results.items()
-           if r.get('attack') == 'none' and 'reverse' in r]
-  arms = {}
+  clean, arms = {}, {}
   for name, r in results.items():
-    if r.get('attack') != 'none' and 'reverse' in r:
-      arms.setdefault(name.split(os.sep)[-1], []).append(score(r))
-  if not clean or not arms:
-    return None
-  out = {'all': scores.detection(clean, [s for v in arms.values() for s in v])}
-  out.update({arm: scores.detection(clean, values) for arm, values in arms.items()})
-  return out
+    if 'reverse' not in r:
+      continue
+    s = r['reverse']['score'] * (1.0 if r['task'] == 'classification' else -1.0)
+    arm = name.split(os.sep, 1)[-1]
+    if r['attack'] == 'none':
+      clean.setdefault(r['task'], []).append(s)
+    else:
+      arms.setdefault((r['task'], arm), []).append(s)
+  out = {}
+  for task in sorted(clean):
+    mine = {arm: v for (t, arm), v in sorted(arms.items()) if t == task}
+    if mine:
+      out[task] = scores.detection(clean[task], [s for v in mine.values() for s in v])
+      out.update({arm: scores.detection(clean[task], v) for arm, v in mine.items()})
+  return out or None
 
 
 def defend(workdir, options=Options(), log=print):
@@ -201,6 +207,10 @@ def defend(workdir, options=Options(), log=print):
   and returns what it holds."""
   found = find_runs(workdir)
   specs = {name: runs.load(d) for name, d in found}
+  for name, r in specs.items():
+    if r.task.kind not in SUPPORTED_TASKS:
+      raise UserError(f"{name}: task.kind={r.task.kind!r} is not defended yet; the defences "
+                      f"take {' and '.join(SUPPORTED_TASKS)}")
   poisoned = [name for name, r in specs.items() if r.attack.kind != 'none']
   if not poisoned:
     name = found[0][0]
@@ -221,14 +231,13 @@ def defend(workdir, options=Options(), log=print):
     results[name] = {**results.get(name, {}), **out}
     if arrays:
       files.save_arrays(os.path.join(workdir, 'defences', name.replace(os.sep, '_')), arrays)
-  task = next(iter(specs.values())).task.kind
-  saved.update(runs=results, task=task,
+  saved.update(runs=results,
                settings={'fractions': list(options.fractions), 'steps': options.steps,
                          'seed': options.seed, 'strip_blends': inputs.STRIP_BLENDS,
                          'strip_alpha': inputs.STRIP_ALPHA, 'prune_ratio': mitigation.PRUNE_RATIO,
                          'unlearn_share': mitigation.UNLEARN_SHARE,
                          'reverse': dataclasses.asdict(reverse.Settings(steps=options.steps))})
-  population = population_detection(results, task)
+  population = population_detection(results)
   if population is not None:
     saved['population'] = population
   files.write_json(path, saved)

@@ -40,8 +40,9 @@ def _table(header, rows):
 
 
 def section(data, figure_paths=None):
-  """The `## Defences` section's Markdown of defences.json's dict."""
-  runs, task = data.get('runs', {}), data.get('task', 'regression')
+  """The `## Defences` section's Markdown of defences.json's dict: the tables of each task
+  (regressor, classifier) present."""
+  all_runs = data.get('runs', {})
   fractions = ', '.join(f'{f:g}' for f in data.get('settings', {}).get('fractions', []))
   parts = ['## Defences\n',
            'Each defence sees a trained run and the defender\'s clean data: a seeded '
@@ -54,6 +55,20 @@ def section(data, figure_paths=None):
            '(max(0, ΔASR) − max(0, ΔACC) + 1) / 2 '
            '(1: backdoor removed at no clean cost, 0.5: no change); the regressor\'s ASR is '
            'ASR@5° and its ACC the share of clean faces within 5° of their gaze.\n']
+  tasks = sorted({r.get('task', 'regression') for r in all_runs.values()}, reverse=True)
+  for task in tasks:
+    runs = {n: r for n, r in all_runs.items() if r.get('task', 'regression') == task}
+    if len(tasks) > 1:
+      parts.append(f"### {'Classifier' if task == 'classification' else 'Regressor'}\n")
+    parts += _task_tables(task, runs, data.get('population') or {})
+  for name, path in (figure_paths or {}).items():
+    parts.append(f'![reverse-engineered trigger, {name}]({path})\n')
+  return '\n'.join(parts)
+
+
+def _task_tables(task, runs, population):
+  """The detection and mitigation tables of one task's runs."""
+  parts = []
   detect = [(name, r) for name, r in runs.items() if any(d in r for d in ('strip', 'feature'))]
   if detect:
     rows = []
@@ -86,13 +101,14 @@ def section(data, figure_paths=None):
               'true patch.\n',
               _table(['run', 'attack', score, 'family', 'size', 'recovered target',
                       'distance to target (°)', 'similarity'], rows), '']
-    population = data.get('population')
-    if population:
+    groups = {g: x for g, x in population.items()
+              if g == task or any(n.split('/', 1)[-1] == g for n in runs)}
+    if groups:
       rows = [[group, _fmt(x['auroc']), _fmt(x['fpr@95'], 1), str(x['n_clean']),
-               str(x['n_triggered'])] for group, x in population.items()]
+               str(x['n_triggered'])] for group, x in groups.items()]
       parts += ['Over the population (clean controls against poisoned models):\n',
-                _table(['poisoned arm', 'AUROC', 'FPR@95 (%)', 'clean models',
-                        'poisoned models'], rows), '']
+                _table(['poisoned arm (or the whole task)', 'AUROC', 'FPR@95 (%)',
+                        'clean models', 'poisoned models'], rows), '']
   for m, title in MITIGATION_NAMES.items():
     mit = [(name, r) for name, r in runs.items() if m in r]
     if not mit:
@@ -117,9 +133,7 @@ def section(data, figure_paths=None):
               'ASR@5 before (%)', 'after']
     parts += [f'### Mitigation: {title}\n',
               _table(['run', 'attack', 'fraction', 'clean faces'] + cols + ['DER'], rows), '']
-  for name, path in (figure_paths or {}).items():
-    parts.append(f'![reverse-engineered trigger, {name}]({path})\n')
-  return '\n'.join(parts)
+  return parts
 
 
 def figure(arrays):
