@@ -1,75 +1,73 @@
 """The fast recipe, found by measurement: each lever's point is the main job's design (a clean
-control, WaNet at the official defaults, the positive control) trained with one recipe.
+control beside WaNet at the official defaults and positive-control candidates) trained with
+one recipe; the table gives every model of every point.
 
-Every point is a `run.py` command, printed beside its row; its experiment workdir under
---root keeps the models, so a rerun only re-reads finished points (their wall time is kept
-in `wall.json`, measured when they trained). The table gives, per point: steps per model,
-the image size, wall seconds per model (the point's wall over its three models, data and
-report included), each model's clean error, and the verdicts of both arms by the README's
-bar (ASR@5 >= 90%, backdoor error <= 2 deg, clean error within 0.5 deg of the control).
+Every point is a `run.py` command, printed with the table; its experiment workdir under
+--root keeps the models, so a rerun only re-reads finished points. Per model: steps, the
+seconds its run spent by phase (run_info.json: data, compile, train, evaluate, checkpoint)
+and its training throughput, clean error, backdoor error, ASR@5 and the verdict by the
+README's bar (ASR@5 >= 90%, backdoor error <= 2 deg, clean error within 0.5 deg of the
+control: metrics.attack.takes_hold).
 
   python -m benchmarks.recipe                       # every point, in order
-  python -m benchmarks.recipe --points 32-wsd,48-wsd
+  python -m benchmarks.recipe --points 48-wsd-lr2e-3
 """
 import argparse
 import json
 import os
 import subprocess
 import sys
-import time
 
-BASE = ['--config', 'configs/study.py', '--config.train.eval_every_epochs=5']
-# name -> overrides (flags) of the study config (64 px, cosine, 20 epochs).
+from gaze_jax.metrics import attack
+
+# The study's design (64 px, cosine, arms official and strong) at the main job's 750 steps.
+STUDY = ['--config', 'configs/study.py', '--config.train.num_epochs=10',
+         '--config.train.eval_every_epochs=5']
+# name -> the point's flags.
 POINTS = {
-    '64-cosine-10ep': ['--config.train.num_epochs=10', '--config.train.eval_every_epochs=1'],
-    '32-cosine-10ep': ['--config.data.image_size=32', '--config.train.num_epochs=10'],
-    '32-wsd-10ep': ['--config.data.image_size=32', '--config.train.num_epochs=10',
-                    '--config.train.schedule=wsd'],
-    '32-wsd-10ep-lr2e-3': ['--config.data.image_size=32', '--config.train.num_epochs=10',
-                           '--config.train.schedule=wsd', '--config.train.learning_rate=2e-3'],
-    '32-wsd-20ep': ['--config.data.image_size=32', '--config.train.num_epochs=20',
-                    '--config.train.schedule=wsd'],
-    '48-wsd-10ep': ['--config.data.image_size=48', '--config.train.num_epochs=10',
-                    '--config.train.schedule=wsd'],
-    '64-wsd-10ep': ['--config.train.num_epochs=10', '--config.train.schedule=wsd'],
+    '32-cosine': STUDY + ['--config.data.image_size=32'],
+    '32-wsd': STUDY + ['--config.data.image_size=32', '--config.train.schedule=wsd'],
+    '48-wsd': STUDY + ['--config.data.image_size=48', '--config.train.schedule=wsd'],
+    '48-wsd-lr2e-3': ['--config', 'configs/probe.py'],
+    '48-wsd-lr2e-3-decay0.5': STUDY + ['--config.data.image_size=48',
+                                       '--config.train.schedule=wsd',
+                                       '--config.train.learning_rate=2e-3',
+                                       '--config.train.decay_fraction=0.5'],
 }
-ARMS = ('official', 'strong')
 
 
 def command(name, root):
-  return [sys.executable, 'run.py', *BASE, *POINTS[name],
-          f'--workdir={os.path.join(root, name)}']
+  return [sys.executable, 'run.py', *POINTS[name], f'--workdir={os.path.join(root, name)}']
 
 
-def train(name, root):
-  """Runs point `name` unless finished; returns its wall seconds (measured when trained)."""
+def _read(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+def rows(name, root):
+  """The table rows of point `name`: its control, then each arm."""
   workdir = os.path.join(root, name)
-  wall_file = os.path.join(workdir, 'wall.json')
-  if os.path.exists(wall_file):
-    with open(wall_file) as f:
-      return json.load(f)['seconds']
-  start = time.perf_counter()
-  subprocess.run(command(name, root), check=True, stdout=subprocess.DEVNULL)
-  seconds = time.perf_counter() - start
-  with open(wall_file, 'w') as f:
-    json.dump({'seconds': seconds}, f)
-  return seconds
-
-
-def row(name, root, seconds):
-  with open(os.path.join(root, name, 'results.json')) as f:
-    results = json.load(f)
+  results = _read(os.path.join(workdir, 'results.json'))
+  seed = results['seeds'][0]
   per_seed = results['per_seed'][0]
-  clean = per_seed['clean']['clean_error']
-  steps = results['runs'][f'seed{results["seeds"][0]}/clean']['steps']
-  cells = [name, str(results['image_size']), str(steps), f'{seconds / 3:.0f}', f'{clean:.2f}']
-  for arm in ARMS:
-    m = per_seed['arms'][arm]['poisoned']
-    holds = (m['asr@5'] >= 90 and m['backdoor_error'] <= 2 and
-             m['clean_error'] - clean <= 0.5)
-    cells += [f'{m["clean_error"]:.2f}', f'{m["backdoor_error"]:.2f}', f'{m["asr@5"]:.1f}',
-              'takes hold' if holds else 'no']
-  return cells
+  out = []
+  for arm in ['clean'] + results['arms']:
+    run = results['runs'][f'seed{seed}/{arm}']
+    info = _read(os.path.join(workdir, f'seed{seed}', arm, 'run_info.json'))
+    seconds = sum(v for k, v in info['phases'].items())
+    cells = [name, arm, str(results['image_size']), str(run['steps']), f'{seconds:.0f}',
+             f"{info['train_images_per_second']:.0f}"]
+    if arm == 'clean':
+      cells += [f"{per_seed['clean']['clean_error']:.2f}", '–', '–', 'control']
+    else:
+      measured = per_seed['arms'][arm]
+      p = measured['poisoned']
+      held = attack.takes_hold(p, measured['control'])
+      cells += [f"{p['clean_error']:.2f}", f"{p['backdoor_error']:.2f}", f"{p['asr@5']:.1f}",
+                'takes hold' if held else 'does not']
+    out.append(cells)
+  return out
 
 
 def main():
@@ -77,17 +75,17 @@ def main():
   parser.add_argument('--points', default=','.join(POINTS))
   parser.add_argument('--root', default='runs/recipe')
   args = parser.parse_args()
-  header = ['point', 'px', 'steps/model', 's/model', 'control clean']
-  for arm in ARMS:
-    header += [f'{arm} clean', f'{arm} backdoor', f'{arm} ASR@5', f'{arm} verdict']
-  rows = []
+  header = ['point', 'model', 'px', 'steps', 's/model', 'img/s', 'clean error (°)',
+            'backdoor error (°)', 'ASR@5° (%)', 'verdict']
+  table = []
   for name in args.points.split(','):
-    seconds = train(name, args.root)
-    rows.append(row(name, args.root, seconds))
+    if not os.path.exists(os.path.join(args.root, name, 'results.json')):
+      subprocess.run(command(name, args.root), check=True, stdout=subprocess.DEVNULL)
     print(' '.join(command(name, args.root)[1:]), flush=True)
+    table += rows(name, args.root)
   print('| ' + ' | '.join(header) + ' |')
   print('|' + '---|' * len(header))
-  for cells in rows:
+  for cells in table:
     print('| ' + ' | '.join(cells) + ' |')
 
 
