@@ -154,6 +154,9 @@ def run(run_spec, workdir, show_progress=True):
   start = time.perf_counter()
   phases = phases_lib.Phases()
   design = seed_runs(run_spec)
+  for seed, controls, arm_runs in design:  # Every run's config before anything trains.
+    for name, spec in {**controls, **arm_runs}.items():
+      rundir.check_same_config(os.path.join(seed_dir(workdir, seed), name), spec.config)
   results, per_seed = {}, []
   for seed, controls, arm_runs in design:
     directory = seed_dir(workdir, seed)
