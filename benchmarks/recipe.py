@@ -3,11 +3,12 @@ control beside WaNet at the official defaults and positive-control candidates) t
 one recipe; the table gives every model of every point.
 
 Every point is a `run.py` command, printed with the table; its experiment workdir under
---root keeps the models, so a rerun only re-reads finished points. Per model: steps, the
-seconds its run spent by phase (run_info.json: data, compile, train, evaluate, checkpoint)
-and its training throughput, clean error, backdoor error, ASR@5 and the verdict by the
+--root keeps the models, so a rerun only re-reads finished points. Per model: steps, training
+seconds and throughput, clean error, backdoor error, ASR@5 and the verdict by the
 README's bar (ASR@5 >= 90%, backdoor error <= 2 deg, clean error within 0.5 deg of the
-control: metrics.attack.takes_hold).
+control: metrics.attack.takes_hold). 'train s' is the steps' images over the run's training
+throughput (run_info.json), which other work on the machine lowers: the main job's own
+phase table, measured idle, gives the wall time.
 
   python -m benchmarks.recipe                       # every point, in order
   python -m benchmarks.recipe --points 48-wsd-lr2e-3
@@ -55,9 +56,10 @@ def rows(name, root):
   for arm in ['clean'] + results['arms']:
     run = results['runs'][f'seed{seed}/{arm}']
     info = _read(os.path.join(workdir, f'seed{seed}', arm, 'run_info.json'))
-    seconds = sum(v for k, v in info['phases'].items())
-    cells = [name, arm, str(results['image_size']), str(run['steps']), f'{seconds:.0f}',
-             f"{info['train_images_per_second']:.0f}"]
+    speed = info['train_images_per_second']  # None: resumed after its last step.
+    seconds = run['steps'] * run['config']['train']['batch_size'] / speed if speed else None
+    cells = [name, arm, str(results['image_size']), str(run['steps']),
+             f'{seconds:.0f}' if speed else '–', f'{speed:.0f}' if speed else '–']
     if arm == 'clean':
       cells += [f"{per_seed['clean']['clean_error']:.2f}", '–', '–', 'control']
     else:
@@ -75,7 +77,7 @@ def main():
   parser.add_argument('--points', default=','.join(POINTS))
   parser.add_argument('--root', default='runs/recipe')
   args = parser.parse_args()
-  header = ['point', 'model', 'px', 'steps', 's/model', 'img/s', 'clean error (°)',
+  header = ['point', 'model', 'px', 'steps', 'train s', 'img/s', 'clean error (°)',
             'backdoor error (°)', 'ASR@5° (%)', 'verdict']
   table = []
   for name in args.points.split(','):

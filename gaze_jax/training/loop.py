@@ -222,9 +222,12 @@ def _train(run, workdir, sources, labels, show_progress, phases):
       'classes': {k: np.asarray(v).tolist() for k, v in classes.items()},
       'config': run.config,
   }
-  if is_chief:  # The facts of this machine first: results.json marks the run finished.
-    files.write_json(os.path.join(workdir, rundir.RUN_INFO_FILE),
-                     _run_info(workdir, start, images, phases.seconds))
+  info_path = os.path.join(workdir, rundir.RUN_INFO_FILE)
+  # The facts of this machine first (results.json marks the run finished); a rerun of a
+  # finished run trains nothing and keeps the facts of the run that trained.
+  if is_chief and (start < total_steps or not os.path.exists(info_path)):
+    files.write_json(info_path, _run_info(workdir, start, images, phases.seconds))
+  if is_chief:
     files.write_json(os.path.join(workdir, rundir.RESULTS_FILE), results)
   return results
 
