@@ -65,7 +65,7 @@ def test_leave_one_person_out(tiny_data_config):
 
 
 @pytest.mark.parametrize('field, value', [
-    ('protocol', 'k_fold'), ('image_size', 48), ('test_fraction', 0.0),
+    ('protocol', 'k_fold'), ('image_size', 40), ('test_fraction', 0.0),
     ('test_fraction', 1.5), ('test_person', -1), ('test_person', 3),
 ])
 def test_bad_config_names_the_field(tiny_data_config, field, value):
