@@ -6,7 +6,9 @@ import pytest
 
 from gaze_jax.configs import clean
 from gaze_jax.configs import default
+from gaze_jax.configs import fast_calibration
 from gaze_jax.configs import mpii224
+from gaze_jax.configs import probe
 from gaze_jax.configs import study
 from gaze_jax.configs import wanet
 from gaze_jax.configs import wanet_strong
@@ -15,9 +17,11 @@ from gaze_jax.errors import ConfigError
 
 
 def test_shipped_configs_are_valid():
-  for config in (study.get_config(), default.get_config()):
-    assert [name for name, _ in config_lib.validate(config).experiment.arms] == [
-        'official', 'strong']
+  arms = {study: ['official', 'strong'], default: ['official', 'positive'],
+          fast_calibration: ['official', 'strong', 'positive'],
+          probe: ['official', 'strong', 's2', 'strong_nonoise', 'badnets']}
+  for module, names in arms.items():
+    assert [name for name, _ in config_lib.validate(module.get_config()).experiment.arms] == names
   config_lib.validate(clean.get_config())
   config_lib.validate(wanet.get_config())
   config_lib.validate(wanet_strong.get_config())
@@ -135,3 +139,34 @@ def test_experiment_arms_are_validated():
   config.experiment.arms = {'bad': {'wanet': {'s': -1.0}}}
   with pytest.raises(ConfigError, match='config.wanet.s=-1.0 is invalid'):
     config_lib.validate(config)
+
+
+def test_default_config_is_the_documented_fast_recipe():
+  """configs/default.py is the recipe of the README's main job and recipe table."""
+  run = config_lib.validate(default.get_config())
+  t = run.train
+  assert (run.data.image_size, t.batch_size, t.num_epochs) == (48, 32, 10)
+  assert (t.optimizer, t.learning_rate, t.schedule, t.decay_fraction) == ('adam', 2e-3, 'wsd',
+                                                                          0.2)
+  assert (t.loss, run.task.kind, run.model.conv_impl) == ('l1', 'regression', 'im2col')
+  # 15 persons x 200 faces, 20% held out: 2,400 training faces, 75 steps an epoch, 750 steps.
+  s = run.data.synthetic
+  assert (s.persons, s.samples_per_person, run.data.test_fraction) == (15, 200, 0.2)
+  assert dict(run.experiment.arms) == {
+      'official': (),
+      'positive': (('attack.cross_ratio', 0.0), ('attack.pc', 0.2), ('wanet.s', 1.0))}
+  a = run.attack
+  assert (a.kind, a.k, a.s, a.pc, a.cross_ratio) == ('wanet', 4, 0.5, 0.1, 2.0)  # Official.
+  assert run.experiment.classifier_arms == ()
+
+
+def test_configs_live_at_the_top_of_the_repository():
+  """configs/ beside gaze_jax/ (python run.py --config configs/wanet.py); the package reaches
+  the same files, so the CLI's default config is configs/default.py."""
+  import os  # pylint: disable=g-import-not-at-top
+  from gaze_jax import cli  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  top = os.path.join(root, 'configs')
+  assert os.path.isfile(os.path.join(top, 'default.py'))
+  assert os.path.samefile(os.path.dirname(default.__file__), top)
+  assert os.path.samefile(cli.DEFAULT_CONFIG, os.path.join(top, 'default.py'))
