@@ -21,7 +21,8 @@ def test_shipped_configs_are_valid():
           fast_calibration: ['official', 'strong', 'positive'],
           probe: ['official', 'strong', 's2', 'strong_nonoise', 'badnets']}
   for module, names in arms.items():
-    assert [name for name, _ in config_lib.validate(module.get_config()).experiment.arms] == names
+    got = [name for name, _ in config_lib.validate(module.get_config()).experiment.arms]
+    assert got == sorted(names)  # ConfigDict keeps its keys sorted.
   config_lib.validate(clean.get_config())
   config_lib.validate(wanet.get_config())
   config_lib.validate(wanet_strong.get_config())
