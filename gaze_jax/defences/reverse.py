@@ -108,7 +108,7 @@ def _objective(outputs, target_class):
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 5, 6))
-def _optimise(apply_fn, family, variables, pool01, key, settings, classify, target_class):
+def _optimise(module, family, variables, pool01, key, settings, classify, target_class):
   size, channels = pool01.shape[1], pool01.shape[3]
   k_init, k_batches = jax.random.split(key)
   params = init_params(family, k_init, size, channels, settings)
@@ -116,7 +116,7 @@ def _optimise(apply_fn, family, variables, pool01, key, settings, classify, targ
   tx = optax.adam(lr)
 
   def loss_fn(p, images):
-    outputs = apply_fn(variables, apply(family, p, images, settings))
+    outputs = module.apply(variables, apply(family, p, images, settings), train=False)
     size_now = trigger_size(family, p, size, settings)
     loss = _objective(outputs, target_class if classify else None)
     loss += settings.size_weight * size_now
@@ -146,7 +146,9 @@ def search(network, family, pool01, key, settings=Settings(), target_class=None)
   classify = network.task == 'classification'
   if classify and target_class is None:
     raise UserError('reverse: a classifier needs a target class to search for')
-  params, losses = _optimise(network.apply, family, network.variables, jnp.asarray(pool01),
+  # The module, not a bound method, is the static key: one compilation serves every run
+  # of the same network (a population), whatever its variables.
+  params, losses = _optimise(network.module, family, network.variables, jnp.asarray(pool01),
                              key, settings, classify, target_class if classify else 0)
   return jax.device_get(params), np.asarray(losses)
 
