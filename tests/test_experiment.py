@@ -31,6 +31,7 @@ FIGURES = ('triggers_poisoned', 'triggers_badnets', 'triggers_blended', 'trainin
 def workdir(tiny_data_config, tmp_path_factory):
   config = config_lib.apply_overrides(wanet.get_config(), TINY)
   config.data = copy.deepcopy(tiny_data_config)
+  config.experiment.classifier_arms = ('poisoned',)
   path = str(tmp_path_factory.mktemp('experiment'))
   summary = main.run(config_lib.validate(config), path, show_progress=False)
   assert summary['report'] == os.path.join(path, 'report.md')
@@ -40,6 +41,36 @@ def workdir(tiny_data_config, tmp_path_factory):
 def _results(workdir):
   with open(os.path.join(workdir, 'results.json')) as f:
     return json.load(f)
+
+
+def test_classifier_twin_beside_its_own_control(workdir):
+  results = _results(workdir)
+  assert results['classifier_arms'] == ['classifier/poisoned']
+  twin = results['runs']['seed0/classifier/poisoned']
+  assert twin['config']['task']['kind'] == 'classification'
+  assert results['runs']['seed0/classifier/clean']['config']['attack']['kind'] == 'none'
+  # The twin differs from the regressor arm in its task only: same faces and trigger.
+  regressor = results['runs']['seed0/poisoned']['config']
+  assert list(config_lib.differences(twin['config'], regressor)) == ['task.kind']
+  measured = results['per_seed'][0]['arms']['classifier/poisoned']
+  for model in ('control', 'poisoned'):
+    assert {'clean_accuracy', 'attack_success'} <= set(measured[model])
+  with open(os.path.join(workdir, 'report.md')) as f:
+    report = f.read()
+  assert '| classifier/poisoned |' in report
+  assert '| classifier control vs classifier/poisoned trigger |' in report
+
+
+def test_phases_add_up_to_at_most_the_wall(workdir):
+  with open(os.path.join(workdir, 'run_info.json')) as f:
+    info = json.load(f)
+  seconds = info['phases']
+  assert {'data', 'compile', 'train', 'measure', 'report'} <= set(seconds)
+  assert all(v >= 0 for v in seconds.values())
+  assert sum(seconds.values()) <= info['wall_seconds']
+  with open(os.path.join(workdir, 'seed0', 'poisoned', 'run_info.json')) as f:
+    run_phases = json.load(f)['phases']
+  assert run_phases['train'] <= seconds['train']
 
 
 def test_results_hold_every_measurement(workdir):
