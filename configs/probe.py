@@ -1,17 +1,13 @@
-"""Recipe probe: the fast recipe's design with a third arm, WaNet at twice the positive
-control's warp strength (s = 2, pc = 0.2), to find which positive control takes hold."""
+"""Recipe probe: the main job's fast recipe (configs/default.py) with positive-control
+candidates beside the official arm: the study's strong arm, twice its warp (s = 2), the strong
+arm without the noise mode (the main job's positive control) and BadNets."""
 import ml_collections
 
-from gaze_jax.configs import study
+from gaze_jax.configs import default
 
 
 def get_config():
-  c = study.get_config()
-  c.data.image_size = 48
-  c.train.num_epochs = 10
-  c.train.schedule = 'wsd'
-  c.train.learning_rate = 2e-3
-  c.train.eval_every_epochs = 5
+  c = default.get_config()
   c.experiment.arms = ml_collections.ConfigDict({
       'official': {},
       'strong': {'wanet': {'s': 1.0}, 'attack': {'pc': 0.2}},

@@ -65,3 +65,26 @@ def pytest_sessionfinish(session, exitstatus):  # pylint: disable=unused-argumen
   """Removes the session's compilation cache."""
   if _CACHE:
     shutil.rmtree(_CACHE, ignore_errors=True)
+
+
+@pytest.fixture
+def train_on_one_batch():
+  """A function that trains `state` for `steps` steps on one random 32 px batch of 8 faces
+  with the given gaze labels, and returns (losses, last metrics)."""
+  # pylint: disable=g-import-not-at-top
+  import jax
+  import numpy as np
+  from gaze_jax.data import device
+  from gaze_jax.training import steps as steps_lib
+
+  def train(run, state, trigger, classes, gaze, steps=5):
+    batch = device.shard({'image': np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3),
+                                                                     dtype=np.uint8),
+                          'gaze': gaze})
+    losses = []
+    for _ in range(steps):
+      state, metrics = steps_lib.p_train_step(state, batch, jax.random.key(0), trigger, classes,
+                                              run.attack, run.task, 8, False)
+      losses.append(float(metrics['loss']))
+    return losses, metrics
+  return train

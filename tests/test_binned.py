@@ -3,13 +3,11 @@ the softmax expectation as the gaze, its loss against NumPy by hand, one learnin
 the regressor's metrics applied to its expectation."""
 import math
 
-import jax
 import numpy as np
 import pytest
 
 from gaze_jax import config as config_lib
 from gaze_jax.data import classes
-from gaze_jax.data import device
 from gaze_jax.errors import ConfigError
 from gaze_jax.metrics import attack
 from gaze_jax.training import evaluate
@@ -105,7 +103,7 @@ def test_binned_task_in_the_config(tiny_step_config):
       config_lib.validate(config_lib.apply_overrides(config, {f'task.{field}': value}))
 
 
-def test_one_binned_step_learns_a_repeated_batch(tiny_step_config):
+def test_one_binned_step_learns_a_repeated_batch(tiny_step_config, train_on_one_batch):
   config = tiny_step_config
   config.train.warmup_epochs = 0
   config.task.kind = 'binned'
@@ -114,14 +112,8 @@ def test_one_binned_step_learns_a_repeated_batch(tiny_step_config):
   state, trigger = init.initial_state(run, steps_per_epoch=10)
   assert state.params['fc']['kernel'].shape == (512, 12)
   fitted = classes.fit(_gaze(2), 6)
-  batch = device.shard({'image': np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3),
-                                                                   dtype=np.uint8),
-                        'gaze': _gaze(1, 8).astype(np.float32)})
-  losses = []
-  for _ in range(5):
-    state, metrics = steps.p_train_step(state, batch, jax.random.key(0), trigger, fitted,
-                                        run.attack, run.task, 8, False)
-    losses.append(float(metrics['loss']))
+  losses, metrics = train_on_one_batch(run, state, trigger, fitted,
+                                       _gaze(1, 8).astype(np.float32))
   assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
   assert {'backdoor_error', 'clean_error', 'noise_error'} <= set(metrics)
 

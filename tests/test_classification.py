@@ -1,14 +1,11 @@
 """The classification variant: direction classes, the WaNet paper's metrics by hand, a step."""
-import jax
 import numpy as np
 import pytest
 
 from gaze_jax import config as config_lib
 from gaze_jax.data import classes
-from gaze_jax.data import device
 from gaze_jax.metrics import classification
 from gaze_jax.training import init
-from gaze_jax.training import steps
 
 
 def _gaze(seed=0, n=900):
@@ -74,7 +71,8 @@ def test_attack_success_and_accuracies_by_hand():
   assert cells['cell_radius'] == pytest.approx(radius, rel=1e-6)
 
 
-def test_one_classification_step_learns_a_repeated_batch(tiny_step_config):
+def test_one_classification_step_learns_a_repeated_batch(tiny_step_config,
+                                                         train_on_one_batch):
   config = tiny_step_config
   config.train.warmup_epochs = 0
   config.task.kind = 'classification'
@@ -83,13 +81,6 @@ def test_one_classification_step_learns_a_repeated_batch(tiny_step_config):
   assert state.params['fc']['kernel'].shape == (512, 9)
   gaze = _gaze(1, 8).astype(np.float32)
   fitted = classes.fit(_gaze(2), 3)
-  batch = device.shard({'image': np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3),
-                                                                   dtype=np.uint8),
-                        'gaze': gaze})
-  losses = []
-  for _ in range(5):
-    state, metrics = steps.p_train_step(state, batch, jax.random.key(0), trigger, fitted,
-                                        run.attack, run.task, 8, False)
-    losses.append(float(metrics['loss']))
+  losses, metrics = train_on_one_batch(run, state, trigger, fitted, gaze)
   assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
   assert {'backdoor_accuracy', 'clean_accuracy', 'noise_accuracy'} <= set(metrics)
