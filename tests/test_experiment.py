@@ -106,10 +106,11 @@ def test_the_measured_models_use_the_runs_noise_draws(workdir):
 
 def test_report_and_figures_beside_it(workdir):
   text = open(os.path.join(workdir, 'report.md')).read()
+  # No fine-tuning, sweep or defences yet: the sections are numbered 1, 2, 3 without gaps.
   for heading in ('## 1. Clean control vs poisoned models', '## 2. Imperceptibility',
-                  '## 5. Published results'):
+                  '## 3. Published results'):
     assert heading in text
-  quality = text[text.index('## 2.'):text.index('## 3.' if '## 3.' in text else '## 5.')]
+  quality = text[text.index('## 2.'):text.index('## 3.')]
   assert quality.index('| WaNet |') < quality.index('| BadNets |') < quality.index('| Blended |')
   links = re.findall(r'!\[[^\]]*\]\(([^)]+)\)', text)
   assert sorted(links) == sorted(f'{name}.png' for name in FIGURES)

@@ -2,12 +2,13 @@
 
 The wheel is built from a copy of the sources (setuptools writes build folders beside them)
 without network (the installed setuptools) and installed without its dependencies into a
-fresh virtual environment that sees this environment's packages; it is then used from
+fresh virtual environment that sees this environment's packages after its own; it is then used from
 another folder, so nothing is imported from the checkout.
 """
 import os
 import pathlib
 import shutil
+import site
 import subprocess
 import sys
 
@@ -42,9 +43,14 @@ def venv(tmp_path_factory):
                   '--wheel-dir', str(tmp / 'dist'), str(source)], check=True,
                  capture_output=True, timeout=300)
   wheel, = (tmp / 'dist').glob('gaze_jax-*.whl')
-  subprocess.run([sys.executable, '-m', 'venv', '--system-site-packages', str(tmp / 'venv')],
-                 check=True, timeout=300)
+  subprocess.run([sys.executable, '-m', 'venv', str(tmp / 'venv')], check=True, timeout=300)
   python = tmp / 'venv' / 'bin' / 'python'
+  # This environment's packages (a venv's or the system's), after the new venv's own: a .pth
+  # file, since `venv --system-site-packages` would see the base interpreter's only.
+  purelib = subprocess.run([str(python), '-c', 'import sysconfig; print(sysconfig.get_path('
+                            '"purelib"))'], check=True, capture_output=True, text=True,
+                           timeout=60).stdout.strip()
+  pathlib.Path(purelib, 'parent_environment.pth').write_text('\n'.join(site.getsitepackages()))
   subprocess.run([str(python), '-m', 'pip', 'install', '--no-deps', '--no-index', str(wheel)],
                  check=True, capture_output=True, timeout=300)
   return tmp, python

@@ -109,7 +109,7 @@ def test_tiny_sweep_runs_skips_and_aggregates(tiny_config, tmp_path, monkeypatch
   assert [r['wanet.s'] for r in table] == ['0.5', '1.0', '']
   assert float(table[1]['displacement_max_px']) > float(table[0]['displacement_max_px'])
   text = open(report_path).read()
-  assert '## 4. Sweep: tiny' in text and '](sweep.png)' in text
+  assert '## 1. Sweep: tiny' in text and '](sweep.png)' in text
   assert os.path.exists(os.path.join(workdir, 'sweep.png'))
 
   # Run again: the finished points are not trained again, the CSV is the same.
