@@ -169,7 +169,7 @@ def start_of_training(run):
 def run_dir(tmp_path_factory):
   """A run directory holding only config.json (all that the code fuzzed here reads)."""
   directory = tmp_path_factory.mktemp('run')
-  config = config_lib.to_dict(wanet.get_config())
+  config = config_lib.validate(wanet.get_config()).config  # As a run writes it.
   (directory / rundir.CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
   return str(directory)
 
