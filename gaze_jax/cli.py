@@ -161,10 +161,11 @@ flags.DEFINE_string('workdir', os.path.join('runs', 'default'),
                     'Run directory (checkpoints, logs, results); reused to resume.')
 flags.DEFINE_bool('multihost', False, 'Call jax.distributed.initialize() (TPU pod, SLURM, ...).')
 USER_CACHE = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
-flags.DEFINE_string('compilation_cache', os.environ.get('JAX_COMPILATION_CACHE_DIR') or
-                    os.path.join(USER_CACHE, 'gaze_jax', 'xla'),
+flags.DEFINE_string('compilation_cache', os.environ.get('JAX_COMPILATION_CACHE_DIR',
+                                                     os.path.join(USER_CACHE, 'gaze_jax', 'xla')),
                     "JAX's persistent compilation cache: a rerun, resume or another model with "
-                    "the same steps loads them instead of compiling ('' = off).")
+                    "the same steps loads them instead of compiling ('' = off; default: "
+                    "$JAX_COMPILATION_CACHE_DIR if set).")
 flags.DEFINE_multi_string('images', [], 'predict: PNG/JPEG face crops or folders of them; '
                           'repeat the flag, separate with commas, or list them after it.')
 flags.DEFINE_string('trigger', 'none', "predict: 'none', or the run's attack kind (wanet, "
