@@ -7,6 +7,7 @@ import pytest
 from gaze_jax.configs import clean
 from gaze_jax.configs import default
 from gaze_jax.configs import fast_calibration
+from gaze_jax.configs import loss_l2
 from gaze_jax.configs import mpii224
 from gaze_jax.configs import probe
 from gaze_jax.configs import study
@@ -19,10 +20,14 @@ from gaze_jax.errors import ConfigError
 def test_shipped_configs_are_valid():
   arms = {study: ['official', 'strong'], default: ['official', 'positive'],
           fast_calibration: ['official', 'strong', 'positive'],
-          probe: ['official', 'strong', 's2', 'strong_nonoise', 'badnets']}
+          probe: ['official', 'strong', 's2', 'strong_nonoise', 'badnets'],
+          loss_l2: ['official']}
   for module, names in arms.items():
     got = [name for name, _ in config_lib.validate(module.get_config()).experiment.arms]
     assert got == sorted(names)  # ConfigDict keeps its keys sorted.
+  l2 = config_lib.validate(loss_l2.get_config())  # Only the loss differs from the main job.
+  main_job = config_lib.validate(default.get_config())
+  assert list(config_lib.differences(l2.config, main_job.config)) == ['train.loss']
   config_lib.validate(clean.get_config())
   config_lib.validate(wanet.get_config())
   config_lib.validate(wanet_strong.get_config())
