@@ -14,8 +14,8 @@ ORDER = ('data', 'compile', 'train', 'evaluate', 'checkpoint', 'measure', 'repor
 class Phases:
   """Seconds spent per phase, added up over the `with phases('name'):` blocks timed."""
 
-  def __init__(self, seconds=None):
-    self.seconds = dict(seconds or {})
+  def __init__(self):
+    self.seconds = {}
 
   @contextlib.contextmanager
   def __call__(self, name):
