@@ -139,7 +139,7 @@ def _step_inputs(config):
                            steps_per_epoch=100)
   args = (state, device.shard(random_batch(size, batch)), jax.random.key(1),
           triggers.make_trigger(run.attack, size), {})
-  lowered = steps.p_train_step.lower(*args, run.attack, run.task, batch, False)
+  lowered = steps.make_train_step(run).lower(*args)
   return lowered, args
 
 

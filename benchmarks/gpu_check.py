@@ -79,8 +79,7 @@ def part_jax_step(dtype, batch, steps):
                          'gaze': rng.uniform(-0.5, 0.5, (batch, 2)).astype(np.float32)})
   arrays = jax.device_put(arrays)
   key = jax.random.key(1)
-  lowered = steps.p_train_step.lower(state, arrays, key, trigger, {}, run.attack, run.task, batch,
-                                     False)
+  lowered = steps.make_train_step(run).lower(state, arrays, key, trigger, {})
   cost = lowered.cost_analysis()
   flops = sum(c.get('flops', 0.0) for c in (cost if isinstance(cost, list) else [cost]))
   start = time.perf_counter()

@@ -83,8 +83,8 @@ def train_on_one_batch():
                           'gaze': gaze})
     losses = []
     for _ in range(steps):
-      state, metrics = steps_lib.p_train_step(state, batch, jax.random.key(0), trigger, classes,
-                                              run.attack, run.task, 8, False)
-      losses.append(float(metrics['loss']))
-    return losses, metrics
+      state, sums = steps_lib.make_train_step(run)(state, batch, jax.random.key(0), trigger,
+                                                   classes)
+      losses.append(float(sums['loss']))
+    return losses, steps_lib.interval_means(jax.device_get(sums))
   return train

@@ -267,7 +267,7 @@ def test_a_signal_stops_at_a_step_with_its_checkpoint_and_a_rerun_resumes_bitwis
     stopped.process.send_signal(signum)
     stopped.wait()
   else:
-    stopped = run(args, env, at='gaze_jax.training.steps:p_train_step:5:sigterm_after')
+    stopped = run(args, env, at='gaze_jax.training.steps:accumulate:5:sigterm_after')
   lines = stderr_lines(stopped)
   assert stopped.returncode == 128 + signum and len(lines) == 1, stopped
   step = int(re.fullmatch(stop_line(workdir, signum), lines[0])[1])

@@ -73,8 +73,9 @@ def test_train_step_loss_is_the_configured_loss(tiny_step_config):
   rng = np.random.default_rng(1)
   batch = {'image': rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8),
            'gaze': rng.uniform(-0.5, 0.5, (8, 2)).astype(np.float32)}
-  _, metrics = steps.p_train_step(state, device.shard(batch), jax.random.key(0), trigger, {},
-                                  run.attack, run.task, 8, False)
+  _, sums = steps.make_train_step(run)(state, device.shard(batch), jax.random.key(0), trigger,
+                                       {})
+  metrics = steps.interval_means(jax.device_get(sums))
   preds, _ = state_lib.model(run).apply(
       {'params': state.params, 'batch_stats': state.batch_stats},
       device.to_unit_range(batch['image']), train=True, mutable=['batch_stats'])

@@ -227,7 +227,7 @@ def test_a_signal_in_the_last_evaluation_stops_with_a_line_and_damage_is_set_asi
   SIGTERM during the resumed run's final evaluation, then a rerun: equal to `trained`."""
   workdir = tmp_path / 'run'
   args = ['--mode=train', f'--workdir={workdir}', *flags]
-  stopped = run(args, env, at='gaze_jax.training.steps:p_train_step:5:sigterm_after')
+  stopped = run(args, env, at='gaze_jax.training.steps:accumulate:5:sigterm_after')
   assert stopped.returncode == 128 + signal.SIGTERM and final_step(workdir) == 5, stopped
   victim = largest_file(workdir / 'checkpoints' / '5' / 'state')
   os.truncate(victim, victim.stat().st_size // 2)

@@ -28,7 +28,7 @@ def test_one_step_updates_params_and_reduces_loss_on_repeated_batch(tiny_step_co
   state, trigger = init.initial_state(run, steps_per_epoch=10)
 
   def step(state, batch, rng, trigger):
-    return steps.p_train_step(state, batch, rng, trigger, {}, run.attack, run.task, 8, False)
+    return steps.make_train_step(run)(state, batch, rng, trigger, {})
   rng = np.random.default_rng(0)
   batch = device.shard({'image': rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8),
                     'gaze': rng.uniform(-0.5, 0.5, (8, 2)).astype(np.float32)})
@@ -64,8 +64,8 @@ def test_per_role_metrics_on_a_batch_with_known_roles(tiny_step_config):
   batch = {'image': rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8),
            'gaze': rng.uniform(-0.5, 0.5, (8, 2)).astype(np.float32)}
   key = jax.random.key(5)
-  _, metrics = steps.p_train_step(state, device.shard(batch), key, trigger, {}, run.attack,
-                                  run.task, 8, False)
+  _, sums = steps.make_train_step(run)(state, device.shard(batch), key, trigger, {})
+  metrics = steps.interval_means(jax.device_get(sums))
   images, labels, roles = steps.prepare_batch(
       batch, jax.random.fold_in(key, 0), np.arange(8), trigger, run.attack, 8, False)
   np.testing.assert_array_equal(roles, [1, 1, 2, 2, 0, 0, 0, 0])
@@ -133,8 +133,8 @@ def _sgd_step_grads(config, dtype, noise=0.0):
   rng = np.random.default_rng(7)
   batch = {'image': rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8),
            'gaze': rng.uniform(-0.5, 0.5, (8, 2)).astype(np.float32)}
-  new, metrics = steps.p_train_step(state, device.shard(batch), jax.random.key(0), trigger, {},
-                                    run.attack, run.task, 8, False)
+  new, metrics = steps.make_train_step(run)(state, device.shard(batch), jax.random.key(0),
+                                            trigger, {})
   assert jax.tree.map(lambda p: p.dtype, new.params) == jax.tree.map(lambda p: p.dtype,
                                                                      state.params)
   grads = jax.tree.map(lambda old, p: np.asarray(old) - np.asarray(p), state.params, new.params)

@@ -20,10 +20,10 @@ def eval_key(seed):
 
 def predict_split(state, source, trigger, key, batch_size, spec):
   """Concatenated per-sample outputs of `steps.eval_step` over `source`, padding removed."""
-  parts = []
+  parts, eval_step = [], steps.make_eval_step(spec)
   for i, (batch, mask) in enumerate(pipeline.eval_batches(source, batch_size)):
-    out = device.unshard(steps.p_eval_step(state, device.shard(batch),
-                                           jax.random.fold_in(key, i), trigger, spec))
+    out = device.unshard(eval_step(state, device.shard(batch), jax.random.fold_in(key, i),
+                                   trigger))
     if jax.process_count() > 1:
       out, mask = multihost_utils.process_allgather((out, mask), tiled=True)
     parts.append(jax.tree.map(lambda x, m=np.asarray(mask): x[m], out))

@@ -11,6 +11,7 @@ import socket
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from tqdm import tqdm
@@ -24,6 +25,7 @@ from gaze_jax.data import splits
 from gaze_jax.errors import ConfigError
 from gaze_jax.errors import UserError
 from gaze_jax.metrics import attack
+from gaze_jax.training import cadence
 from gaze_jax.training import evaluate
 from gaze_jax.training import init
 from gaze_jax.training import state as state_lib
@@ -108,8 +110,9 @@ def check_target(spec, mean):
 
 
 def _restore_or_init(ckpts, run, steps_per_epoch):
-  """(state, trigger, history, metrics.jsonl lines): the newest intact checkpoint's, else the
-  initial ones (lines None: a checkpoint from before they were kept)."""
+  """(state, trigger, history, metrics.jsonl lines, metric sums of the open log interval):
+  the newest intact checkpoint's, else the initial ones (lines None: a checkpoint from
+  before they were kept; sums None: none open)."""
   template = state_lib.abstract_state(run, steps_per_epoch)
   trigger = triggers.make_trigger(run.attack, run.data.image_size)
   try:
@@ -119,9 +122,11 @@ def _restore_or_init(ckpts, run, steps_per_epoch):
     raise
   if restored:
     state, trigger, meta = restored
-    return state, trigger, meta['history'], meta.get('log')
+    interval = meta.get('interval')  # float32 sums, exact as JSON floats.
+    sums = {k: jnp.float32(v) for k, v in interval.items()} if interval else None
+    return state, trigger, meta['history'], meta.get('log'), sums
   state, trigger = init.initial_state(run, steps_per_epoch)
-  return state, trigger, [], None
+  return state, trigger, [], None, None
 
 
 def _train(run, workdir, sources, labels, show_progress, phases):
@@ -135,7 +140,7 @@ def _train(run, workdir, sources, labels, show_progress, phases):
 
   ckpts = checkpoints.Checkpoints(os.path.join(workdir, 'checkpoints'), t.max_to_keep)
   since = time.perf_counter()  # Set-up and the first step (compilation) are 'compile'.
-  state, trigger, history, log_lines = _restore_or_init(ckpts, run, steps_per_epoch)
+  state, trigger, history, log_lines, sums = _restore_or_init(ckpts, run, steps_per_epoch)
   start = int(state.step)
   if start:
     logging.info('resumed %s from step %d', workdir, start)
@@ -153,52 +158,53 @@ def _train(run, workdir, sources, labels, show_progress, phases):
   images = 0  # Trained after the first step, over phases.seconds['train'].
   bar = tqdm(total=total_steps, initial=start, desc=os.path.basename(workdir.rstrip('/')),
              disable=not (show_progress and is_chief), dynamic_ncols=True)
+  train_step = steps.make_train_step(run)
+  due_at = cadence.of_run(t, steps_per_epoch)
   requests = stopping.StopRequests()
   try:
     requests.install()
     for step in range(start, total_steps):
       batch = next(batches)
-      state, metrics = steps.p_train_step(state, device.shard(batch), step_rng, trigger,
-                                          step_classes, spec, run.task, t.batch_size, t.flip)
+      state, metrics = train_step(state, device.shard(batch), step_rng, trigger, step_classes)
+      sums = steps.accumulate(sums, metrics)
       done = step + 1
       bar.update(1)
       if step == start:  # The first step after a (re)start includes compilation.
-        jax.block_until_ready(metrics)
+        jax.block_until_ready(sums)
         phases.add('compile', time.perf_counter() - since)
         since = time.perf_counter()
       else:
         images += t.batch_size
-      epoch_end = done % steps_per_epoch == 0
-      epoch = done // steps_per_epoch
-      evaluate_now = epoch_end and (epoch % t.eval_every_epochs == 0 or done == total_steps)
-      save_now = epoch_end or done % t.checkpoint_every_steps == 0
-      sync_point = evaluate_now or save_now or done % t.log_every_steps == 0
-      stop = requests.agreed(done, sync_point)  # SIGINT or SIGTERM: save and stop here.
-      if not (sync_point or stop):
+      due = due_at.due(done)
+      stop = requests.agreed(done, bool(due))  # SIGINT or SIGTERM: save and stop here.
+      if not (due or stop):
         continue
-      metrics = jax.tree.map(float, jax.device_get(metrics))  # A sync point.
+      pending = jax.tree.map(float, jax.device_get(sums))  # A sync point.
       phases.add('train', time.perf_counter() - since)
-      if not np.isfinite(metrics['loss']):
+      means = steps.interval_means(pending)
+      if not np.isfinite(means['loss']):
         raise TrainingDiverged(
-            f'loss is {metrics["loss"]} at step {done} of {workdir}; stopped. The last good '
+            f'loss is {means["loss"]} at step {done} of {workdir}; stopped. The last good '
             f'checkpoint (step {ckpts.steps()[-1] if ckpts.steps() else "none"}) is intact; '
             'lower train.learning_rate and run again.')
-      bar.set_postfix(loss=f'{metrics["loss"]:.4f}',
-                      clean=f'{metrics.get("clean_error", metrics.get("clean_accuracy")):.2f}')
-      if done % t.log_every_steps == 0:
-        log.write(done, 'train', metrics)
-      if evaluate_now:
+      bar.set_postfix(loss=f'{means["loss"]:.4f}',
+                      clean=f'{means.get("clean_error", means.get("clean_accuracy")):.2f}')
+      if cadence.LOG in due:  # The interval ends here.
+        log.write(done, 'train', means)
+        sums = pending = None
+      if cadence.EVALUATE in due:
         with phases('evaluate'):
           summary = evaluate.summarize(
               evaluate.predict_split(state, test_source, trigger, eval_rng,
                                      run.eval.batch_size, spec),
               run.eval.asr_thresholds, mean, classes, run.task)
-        history.append({'step': done, 'epoch': epoch, 'train_loss': metrics['loss'], **summary})
+        epoch = done // steps_per_epoch
+        history.append({'step': done, 'epoch': epoch, 'train_loss': means['loss'], **summary})
         log.write(done, 'eval', summary)
         bar.write(f'epoch {epoch}: ' + ', '.join(f'{k} {v:.3f}' for k, v in summary.items()))
-      if save_now or stop:
+      if cadence.CHECKPOINT in due or stop:
         with phases('checkpoint'):
-          ckpts.save(done, state, trigger, {'history': history, 'epoch': epoch,
+          ckpts.save(done, state, trigger, {'history': history, 'interval': pending,
                                               'log': list(log.lines)})
       if stop:
         ckpts.wait()

@@ -1,12 +1,16 @@
 """Pure train and eval steps, data-parallel over devices with `jax.pmap`, compiled once per
 static setting.
 
-The state is passed unreplicated (`in_axes=None`), as in Flax's ImageNet example;
+`make_train_step(run)` and `make_eval_step(spec)` bind a run's static parts (attack and
+task specs, batch size, flip) once, as the Flax examples' `functools.partial` does, and pmap
+the rest; equal static parts share one compiled step. The state is passed unreplicated (`in_axes=None`), as in Flax's ImageNet example;
 gradients and BatchNorm statistics are `pmean`-ed over the 'batch' axis, so any device
 count computes the update of the same global batch. Images arrive as uint8 and are
 scaled to [0, 1] on the device; poisoning happens here, inside the compiled step. The
-trigger and the class edges are arguments; the attack and task specs, batch size and flip
-are static. The regressor trains on task.loss (L1, squared error or Huber, the mean over both
+trigger and the class edges are arguments. The train step returns metric sums (clu's
+`metrics.Average` kept as a sum and a count), which `accumulate` adds up on the device
+between the loop's sync points and `interval_means` turns into the logged means. The
+regressor trains on task.loss (L1, squared error or Huber, the mean over both
 angles); the classifier (the same network with a class head) on cross-entropy against the
 class of each label, a backdoor row's target gaze included; the binned regressor on each
 angle's cross-entropy against its label's bin plus task.binned_weight x task.loss on the
@@ -25,6 +29,7 @@ from gaze_jax.data import classes as classes_lib
 from gaze_jax.data import device
 
 AXIS = device.AXIS
+ROWS = 'rows'  # A role's metric sums are over its rows: '{role}_rows' counts them.
 
 
 def prepare_batch(batch, key, rows, trigger, spec, global_batch, flip):
@@ -73,12 +78,13 @@ def _losses(outputs, labels, classes, task):
   return per_sample, {'accuracy': 100.0 * (jnp.argmax(outputs, -1) == target)}
 
 
-def train_step(state, batch, rng, trigger, classes, spec, task, global_batch, flip):
+def train_step(state, batch, rng, trigger, classes, *, spec, task, global_batch, flip):
   """One poisoned (or clean) step on this device's slice of the global batch.
 
-  The metrics are the loss and, per role (clean, backdoor, noise rows), the mean loss and
-  angular error (classifier: accuracy, %) against the labels trained on: the target for
-  backdoor rows.
+  Returns the new state and the step's metric sums: 'loss' (the batch mean) with 'steps' (1),
+  and per role present (clean, backdoor, noise rows) '{role}_rows' with the sums over those
+  rows of the loss and the angular error (classifier: accuracy, %) against the labels trained
+  on, the target for backdoor rows.
   """
   rows = device.global_rows(batch['image'].shape[0])
   images, labels, roles = prepare_batch(batch, jax.random.fold_in(rng, state.step), rows,
@@ -101,16 +107,36 @@ def train_step(state, batch, rng, trigger, classes, spec, task, global_batch, fl
   state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   per_sample_loss, per_sample = _losses(preds, labels, classes, task)
   per_sample['loss'] = per_sample_loss
-  metrics = {'loss': jax.lax.pmean(loss, AXIS)}
+  sums = {'loss': jax.lax.pmean(loss, AXIS), 'steps': jnp.ones((), jnp.float32)}
   for role, name in poisoning.roles_present(spec, global_batch).items():
     mask = (roles == role).astype(jnp.float32)
-    count = jnp.maximum(jax.lax.psum(jnp.sum(mask), AXIS), 1.0)
+    sums[f'{name}_{ROWS}'] = jax.lax.psum(jnp.sum(mask), AXIS)
     for stat, values in per_sample.items():
-      metrics[f'{name}_{stat}'] = jax.lax.psum(jnp.sum(values * mask), AXIS) / count
-  return state, metrics
+      sums[f'{name}_{stat}'] = jax.lax.psum(jnp.sum(values * mask), AXIS)
+  return state, sums
 
 
-def eval_step(state, batch, key, trigger, spec):
+def accumulate(sums, new):
+  """The open interval's metric sums with one more step's added on the device (the step's
+  own when no interval is open, `sums` None). The loop calls it once per step."""
+  return new if sums is None else _add(sums, new)
+
+
+_add = jax.jit(functools.partial(jax.tree.map, jnp.add))
+
+
+def interval_means(sums):
+  """{name: mean} of an interval's metric sums fetched to the host: 'loss' over the steps,
+  each role's statistics over that role's rows (a role with no rows: 0)."""
+  means = {'loss': sums['loss'] / sums['steps']}
+  for key, total in sums.items():
+    role, _, stat = key.partition('_')
+    if stat and stat != ROWS:
+      means[key] = total / max(sums[f'{role}_{ROWS}'], 1.0)
+  return means
+
+
+def eval_step(state, batch, key, trigger, *, spec):
   """Per-sample outputs (gaze, class logits, or per-angle bin logits) on clean, triggered and
   noise-warped images, the true gaze and the attack targets."""
   images = device.to_unit_range(batch['image'])
@@ -125,11 +151,24 @@ def eval_step(state, batch, key, trigger, spec):
   return out
 
 
-# train_step on all local devices: (state, sharded batch, rng, trigger, classes, spec, task,
-# global_batch, flip). No buffer donation: an asynchronous checkpoint save may still read
-# the old state.
-p_train_step = jax.pmap(train_step, axis_name=AXIS, in_axes=(None, 0, None, None, None),
-                        out_axes=(None, None), static_broadcasted_argnums=(5, 6, 7, 8))
-# eval_step on all local devices: (state, sharded batch, key, trigger, spec).
-p_eval_step = jax.pmap(eval_step, axis_name=AXIS, in_axes=(None, 0, None, None), out_axes=0,
-                       static_broadcasted_argnums=(4,))
+def make_train_step(run):
+  """The run's train step on all local devices: (state, sharded batch, rng, trigger,
+  classes) -> (state, metric sums), its attack, task, batch size and flip bound."""
+  return _pmapped_train_step(run.attack, run.task, run.train.batch_size, run.train.flip)
+
+
+@functools.lru_cache(maxsize=None)
+def _pmapped_train_step(spec, task, global_batch, flip):
+  # No buffer donation of the state: an asynchronous checkpoint save may still read it.
+  step = functools.partial(train_step, spec=spec, task=task, global_batch=global_batch,
+                           flip=flip)
+  return jax.pmap(step, axis_name=AXIS, in_axes=(None, 0, None, None, None),
+                  out_axes=(None, None))
+
+
+@functools.lru_cache(maxsize=None)
+def make_eval_step(spec):
+  """The eval step of attack `spec` on all local devices: (state, sharded batch, key,
+  trigger) -> per-sample outputs, sharded."""
+  return jax.pmap(functools.partial(eval_step, spec=spec), axis_name=AXIS,
+                  in_axes=(None, 0, None, None), out_axes=0)

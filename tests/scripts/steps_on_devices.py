@@ -35,7 +35,7 @@ def main():
   state, trigger = init.initial_state(run, steps_per_epoch=10)
 
   def step(state, batch, rng, trigger):
-    return steps.p_train_step(state, batch, rng, trigger, {}, run.attack, run.task, 16, False)
+    return steps.make_train_step(run)(state, batch, rng, trigger, {})
   rng = np.random.default_rng(0)
   rngkey = jax.random.key(1)
   for _ in range(2):
