@@ -23,11 +23,13 @@ from tfds_mpiifacegaze import synthesize
 
 
 def directory_mb(path):
+  """Total size, in MB (2^20 bytes), of the files under `path`."""
   return sum(os.path.getsize(os.path.join(d, f))
              for d, _, files in os.walk(path) for f in files) / 2 ** 20
 
 
 def main():
+  """Builds and reads the synthetic release for each config and prints the throughput table."""
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--persons', type=int, default=2)
   parser.add_argument('--samples', type=int, default=100, help='Samples per person.')

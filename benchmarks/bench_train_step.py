@@ -92,7 +92,9 @@ def _percent(fraction):
 
 
 def matmul_gflops(dtype, n=2048, repeats=10):
-  """Best (n x n) @ (n x n) GFLOP/s of XLA over `repeats` runs; bfloat16 operands accumulate
+  """Measures XLA's matmul throughput in GFLOP/s for `dtype`.
+
+  Best (n x n) @ (n x n) GFLOP/s of XLA over `repeats` runs; bfloat16 operands accumulate
   in float32 (preferred_element_type), as the bfloat16 train step's matmuls do."""
   a = jax.random.normal(jax.random.key(0), (n, n), jnp.dtype(dtype))
   matmul = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
@@ -150,7 +152,9 @@ def model_flops(size, batch, poison, optimizer):
 
 
 def time_steps(compiled, args, steps_, warmup):
-  """Median wall and process CPU seconds per call of `compiled(state, *rest)`, which
+  """Times repeated calls of a compiled train step.
+
+  Median wall and process CPU seconds per call of `compiled(state, *rest)`, which
   returns (state, metrics); checks the last metrics are finite."""
   state, rest = args[0], args[1:]
   for _ in range(warmup):
@@ -177,7 +181,9 @@ def compile_jax(size, batch, impl, poison, dtype, optimizer):
 
 
 def run_torch(args, size, batch, poison, matmul):
-  """The PyTorch reference's JSON records for one setting (with `matmul`, the matmul peaks
+  """Runs the PyTorch reference for one setting in a subprocess.
+
+  The PyTorch reference's JSON records for one setting (with `matmul`, the matmul peaks
   first), or None without torch."""
   command = [sys.executable, os.path.join(HERE, 'torch_reference.py'),
              '--sizes', str(size), '--batches', str(batch), '--steps', str(args.steps),
@@ -284,6 +290,7 @@ def print_tables(results, peaks):
 
 
 def main(argv):
+  """Measures every setting the flags ask for and prints the measurements and tables."""
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--sizes', default='64,224', help='image sizes, px')
   parser.add_argument('--batches', default='32', help='global batch sizes, e.g. 32,128')

@@ -54,6 +54,7 @@ def _torch_seconds(torch, images, grid, runs):
 
 
 def main():
+  """Times the JAX and PyTorch warps and `poison_batch`, and prints the tables."""
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--runs', type=int, default=50)
   args = parser.parse_args()

@@ -34,6 +34,7 @@ def _emit(record):
 
 
 def part_jax_peak():
+  """Emits JAX's device and, on a GPU, its bfloat16 and float32 matmul peaks."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   device = jax.devices()[0]
@@ -102,6 +103,7 @@ def part_jax_step(dtype, batch, steps):
 
 
 def part_torch(autocast, batch, steps):
+  """Emits the PyTorch reference's 224 px train step on the GPU, with or without autocast."""
   sys.path.insert(0, HERE)
   import torch  # pylint: disable=g-import-not-at-top
   import torch_reference  # pylint: disable=g-import-not-at-top
@@ -138,6 +140,7 @@ def _run_part(args, part, timeout):
 
 
 def main(argv):
+  """Runs every part within the budget and prints the table, or runs one part (--part)."""
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--batch', type=int, default=256)
   parser.add_argument('--steps', type=int, default=20)

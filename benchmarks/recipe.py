@@ -38,6 +38,7 @@ POINTS = {
 
 
 def command(name, root):
+  """The `run.py` command line that trains point `name` under `root`."""
   return [sys.executable, 'run.py', *POINTS[name], f'--workdir={os.path.join(root, name)}']
 
 
@@ -73,6 +74,7 @@ def rows(name, root):
 
 
 def main():
+  """Trains the points not yet finished, then prints their commands and the table."""
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--points', default=','.join(POINTS))
   parser.add_argument('--root', default='runs/recipe')

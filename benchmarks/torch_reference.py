@@ -39,6 +39,7 @@ class BasicBlock(nn.Module):
                                       nn.BatchNorm2d(planes))
 
   def forward(self, x):
+    """Applies the block to (N, C, H, W) features `x`."""
     identity = x if self.downsample is None else self.downsample(x)
     y = F.relu(self.bn1(self.conv1(x)))
     return F.relu(self.bn2(self.conv2(y)) + identity)
@@ -67,12 +68,14 @@ class ResNet18(nn.Module):
     self._std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
   def features(self, x):
+    """The (N, 512) pooled features of normalised images `x`."""
     x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
     for stage in range(1, 5):
       x = getattr(self, f'layer{stage}')(x)
     return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
   def forward(self, x):
+    """The (N, num_outputs) outputs of images `x` in [0, 1]."""
     return self.fc(self.features((x - self._mean.to(x.device)) / self._std.to(x.device)))
 
 
@@ -175,6 +178,7 @@ def matmul_gflops(dtype='float32', n=2048, repeats=10):
 
 
 def main(argv):
+  """Measures every setting the flags ask for and prints one JSON object per measurement."""
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--sizes', default='64,224')
   parser.add_argument('--batches', default='32')

@@ -83,7 +83,9 @@ def _load_config(path):
 
 
 def check_config_file(argv):
-  """Refuses, as one line naming the file, a --config file that raises or exits while it
+  """Refuses a --config file that cannot be loaded as a config.
+
+  Refuses, as one line naming the file, a --config file that raises or exits while it
   loads, defines no get_config(), or whose get_config() returns no ConfigDict: what
   ml_collections would report as a traceback (or, for sys.exit, not at all)."""
   given = _config_file(argv)
@@ -121,7 +123,9 @@ def _described(error):
 
 @contextlib.contextmanager
 def flag_errors(argv):
-  """Bad flags, unreadable config files and overrides of fields the config lacks as one
+  """Turns errors raised while the flags are read into one line.
+
+  Bad flags, unreadable config files and overrides of fields the config lacks as one
   `error:` line (exit 2)."""
   try:
     yield
@@ -186,11 +190,14 @@ FLAGS = flags.FLAGS
 
 
 def export_dir():
+  """The folder an export goes to: --export_dir, else WORKDIR/export."""
   return FLAGS.export_dir or os.path.join(FLAGS.workdir, 'export')
 
 
 def check_usage(argv):
-  """Refuses mistakes in the command itself before the library is loaded (in a moment, and
+  """Checks the command line before the library is loaded.
+
+  Refuses mistakes in the command itself before the library is loaded (in a moment, and
   before anything is written): stray arguments, a sweep without --sweep, an --export_dir or
   --output that cannot be written, and any output path (those, the workdir) that is or lies
   inside a run directory or data root it would damage (workdir.guard)."""
@@ -243,7 +250,9 @@ def use_run(images):
 
 
 def defend():
-  """--mode=defend: the defences on the run or experiment workdir in --workdir, merged into
+  """Runs the defences on the workdir and writes their report.
+
+  --mode=defend: the defences on the run or experiment workdir in --workdir, merged into
   WORKDIR/defences.json; an experiment's report.md gains a Defences section, a single run
   gets WORKDIR/defences.md."""
   # pylint: disable=g-import-not-at-top
@@ -345,7 +354,9 @@ def _interruption(error):
 
 
 def end_by_signal(message, status):
-  """The stop line, then the process ends at once with the signal's `status`: what had to be
+  """Prints the stop line and ends the process with `status`.
+
+  The stop line, then the process ends at once with the signal's `status`: what had to be
   written is (atomically), and finalizing the interpreter while XLA's or orbax's threads
   may still run can crash it (a segmentation fault after the line)."""
   logging.flush()
@@ -365,7 +376,9 @@ def parse_flags(argv):
 
 
 def run():
-  """The console entry point: SIGINT and SIGTERM are honoured (one line, the signal's exit
+  """Runs the command line given to the console entry point.
+
+  The console entry point: SIGINT and SIGTERM are honoured (one line, the signal's exit
   status) from here to the end (training.stopping)."""
   from gaze_jax.training import stopping  # pylint: disable=g-import-not-at-top  (no JAX)
   stopping.install()

@@ -32,6 +32,7 @@ def convert(in_path, out_path):
 
 
 def main(argv=None):
+  """Converts the state dict named on the command line to a .safetensors file."""
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('input', help="torchvision resnet18 state dict (.pth)")
   parser.add_argument('output', help='where to write the .safetensors file')

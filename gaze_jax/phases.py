@@ -36,7 +36,9 @@ class Phases:
 
 
 def rows(seconds, wall):
-  """[(phase, seconds, % of wall)] in ORDER, then 'other' (the wall's rest) and the share of
+  """Tabulates the wall time of each phase.
+
+  [(phase, seconds, % of wall)] in ORDER, then 'other' (the wall's rest) and the share of
   the wall that is not training."""
   out = [(name, seconds[name], 100 * seconds[name] / wall) for name in ORDER if name in seconds]
   other = wall - sum(seconds.values())

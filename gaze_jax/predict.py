@@ -36,7 +36,9 @@ MAX_IMAGE_PIXELS = 64 * 10**6  # Larger images are refused before they are decod
 
 
 def find_run_dir(workdir):
-  """The run directory of `workdir`: itself; for a finished experiment its main poisoned
+  """Finds the run directory to predict with in `workdir`.
+
+  The run directory of `workdir`: itself; for a finished experiment its main poisoned
   model (report.assemble.main_arm); else its poisoned/ (else clean/) run."""
   if not os.path.isdir(workdir):
     raise UserError(f'workdir {workdir} does not exist')
@@ -153,7 +155,9 @@ def load_classes(run_dir):
 
 
 def predict(run, state, trigger, images_uint8, apply_trigger, classes=None):
-  """(gaze (N, 2) pitch, yaw in radians, classes (N,) or None) of uint8 images, optionally
+  """Predicts the gaze (and a classifier's class) of uint8 images.
+
+  (gaze (N, 2) pitch, yaw in radians, classes (N,) or None) of uint8 images, optionally
   with the run's trigger applied. A classifier's gaze is its predicted class's centre; a
   binned regressor's, the expectation of its bins' centres (`classes`: the run's, both)."""
   spec = run.attack
@@ -182,7 +186,9 @@ def predict(run, state, trigger, images_uint8, apply_trigger, classes=None):
 
 
 def rows(names, pitchyaw, labels=None):
-  """One dict per image (COLUMNS): pitch and yaw in degrees and the unit gaze vector, and
+  """The output rows of the predictions, one per image.
+
+  One dict per image (COLUMNS): pitch and yaw in degrees and the unit gaze vector, and
   for a classifier its class."""
   degrees = np.degrees(pitchyaw)
   vectors = np.asarray(geometry.pitchyaw_to_vector(jnp.asarray(pitchyaw)))

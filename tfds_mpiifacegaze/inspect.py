@@ -55,6 +55,7 @@ def contact_sheet(manual_dir, out, image_size=224, per_person=4, persons=None):
 
 
 def main(argv=None):
+  """Draws the contact sheet the command line asks for."""
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--manual_dir', required=True, help='Folder with p00.mat ...')
   parser.add_argument('--out', required=True, help='PNG to write.')

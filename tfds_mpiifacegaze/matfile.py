@@ -58,6 +58,7 @@ HDF5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError)
 
 
 def file_name(person):
+  """The file name of person `person`'s data, e.g. p00.mat."""
   return f'p{person:02d}.mat'
 
 
@@ -196,6 +197,7 @@ class ReleaseFile:
       yield start, np.ascontiguousarray(chunk.transpose(0, 3, 2, 1)[..., ::-1])
 
   def close(self):
+    """Closes the underlying HDF5 file."""
     self._file.close()
 
   def __enter__(self):

@@ -44,7 +44,9 @@ GRAIN_CELLS = 96  # Skin grain and hair strands: cells across the head, about a 
 
 
 def rotation(pitch, yaw):
-  """(..., 3, 3) head rotation taking the forward axis (0, 0, -1) to the pose's
+  """The head rotation matrices of (pitch, yaw) head poses.
+
+  (..., 3, 3) head rotation taking the forward axis (0, 0, -1) to the pose's
   gaze_jax.gaze.pitchyaw_to_vector direction. Axes: x right, y down, z away from
   the camera."""
   cp, sp, cy, sy = np.cos(pitch), np.sin(pitch), np.cos(yaw), np.sin(yaw)
@@ -369,6 +371,7 @@ def write_release(out_dir, persons=15, samples=3000, size=448, seed=0, texture=0
 
 
 def main(argv=None):
+  """Writes the synthetic release the command line asks for."""
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--out', required=True, help='Directory for p00.mat ...')
   parser.add_argument('--persons', type=int, default=15)

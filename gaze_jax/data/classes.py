@@ -26,7 +26,9 @@ def _bin_means(values, labels, count, lo, hi):
 
 
 def fit(gaze, bins):
-  """The classes of training labels `gaze` (N, 2), `bins` per angle: {'pitch_edges',
+  """Fits the gaze classes (quantile bins per angle) to training labels.
+
+  The classes of training labels `gaze` (N, 2), `bins` per angle: {'pitch_edges',
   'yaw_edges': (bins + 1,) float32 quantile edges (the first and last at the extremes),
   'centres': (bins^2, 2) each class's mean training gaze, 'pitch_centres', 'yaw_centres':
   (bins,) each angle's bins' mean training angle}; an empty cell or bin gets its middle."""
@@ -48,6 +50,7 @@ def fit(gaze, bins):
 
 
 def num_classes(classes):
+  """The number of classes of `classes`: the bins per angle, squared."""
   return (len(classes['pitch_edges']) - 1) ** 2
 
 
@@ -76,7 +79,9 @@ def angle_logits(outputs):
 
 
 def expected_gaze(outputs, classes):
-  """(N, 2) float32 (pitch, yaw) of the binned head's (N, 2 * bins) outputs: per angle, the
+  """The gaze expected under the binned head's outputs.
+
+  (N, 2) float32 (pitch, yaw) of the binned head's (N, 2 * bins) outputs: per angle, the
   softmax of its bins' logits times the bins' centres, summed."""
   centres = jnp.stack([jnp.asarray(classes['pitch_centres']),
                        jnp.asarray(classes['yaw_centres'])]).astype(jnp.float32)
@@ -85,7 +90,9 @@ def expected_gaze(outputs, classes):
 
 
 def cell_radius_deg(classes, label):
-  """The angular radius of a disc with the area of class `label`'s cell (in degrees of
+  """The angular radius, in degrees, of class `label`'s cell.
+
+  The angular radius of a disc with the area of class `label`'s cell (in degrees of
   pitch x yaw): the regressor's threshold that matches hitting that class."""
   bins = len(classes['yaw_edges']) - 1
   p, y = divmod(int(label), bins)

@@ -69,7 +69,9 @@ def prepare(data):
 
 
 def check_release(manual_dir):
-  """Opens every pXX.mat of a real release, which checks its layout, declared sizes and
+  """Validates every person's file of a real release.
+
+  Opens every pXX.mat of a real release, which checks its layout, declared sizes and
   labels from metadata (matfile.ReleaseFile), before the build reads any pixel."""
   for path in builder_lib.person_files(manual_dir).values():
     with matfile.ReleaseFile(path):

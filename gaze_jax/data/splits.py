@@ -31,7 +31,9 @@ def load_splits(data, seed):
 
 
 def release_counts(data):
-  """Samples per person of DataSpec `data`'s release when the config alone tells (the
+  """The samples per person of a synthetic release, or None.
+
+  Samples per person of DataSpec `data`'s release when the config alone tells (the
   synthetic release), else None (the real one's files tell)."""
   if data.manual_dir:
     return None
@@ -55,7 +57,9 @@ def _held_out(person, n, test_fraction):
 
 
 def split_indices(counts, test_fraction, seed):
-  """(train, test) sorted indices into persons' concatenated samples: a seeded
+  """Splits each person's samples into training and test indices.
+
+  (train, test) sorted indices into persons' concatenated samples: a seeded
   round(test_fraction * n) of each person's n samples held out."""
   train, test, offset = [], [], 0
   for person, n in enumerate(counts):

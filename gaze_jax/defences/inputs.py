@@ -41,7 +41,9 @@ def strip_indices(key, faces, n, pool_size):
 
 
 def strip_statistic(network, images01, pool01, key, n=STRIP_BLENDS, alpha=STRIP_ALPHA):
-  """(N,) STRIP statistic of each face: the spread (degrees) of a regressor's predictions
+  """The STRIP statistic of each face.
+
+  (N,) STRIP statistic of each face: the spread (degrees) of a regressor's predictions
   on its n blends, or a classifier's mean entropy (nats). LOW = triggered.
 
   Blend j of face i is (1 - alpha) * face_i + alpha * pool[idx[i, j]], idx drawn from `key`.
@@ -66,7 +68,9 @@ def strip_statistic(network, images01, pool01, key, n=STRIP_BLENDS, alpha=STRIP_
 
 
 def fit_features(features):
-  """{'mean', 'precision'} of (N, F) clean reference features: the inverse of their
+  """Fits the clean reference statistics of the feature detector.
+
+  {'mean', 'precision'} of (N, F) clean reference features: the inverse of their
   covariance shrunk towards its mean variance, (1 - RIDGE) C + RIDGE tr(C) / F I."""
   features = np.asarray(features, np.float64)
   if features.ndim != 2 or len(features) < 2:
@@ -86,7 +90,9 @@ def mahalanobis(fit, features):
 
 
 def feature_statistic(network, images01, pool01):
-  """(N,) Mahalanobis distance of each face's features from the clean pool's. HIGH =
+  """Scores each face by how far its features lie from the clean pool's.
+
+  (N,) Mahalanobis distance of each face's features from the clean pool's. HIGH =
   triggered."""
   images01 = _check_images(images01, 'feature faces')
   pool01 = _check_images(pool01, 'feature pool')
@@ -103,7 +109,9 @@ def statistic(name, network, images01, pool01, key):
 
 
 def detect(name, network, clean01, triggered01, pool01, key):
-  """Detector `name` on held-out clean faces against triggered ones: scores.detection's
+  """Evaluates one input-level detector on clean and triggered faces.
+
+  Detector `name` on held-out clean faces against triggered ones: scores.detection's
   AUROC, FPR at 95 % detection, and the mean raw statistics."""
   k_clean, k_triggered = jax.random.split(key)
   neg = statistic(name, network, clean01, pool01, k_clean)

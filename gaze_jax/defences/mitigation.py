@@ -113,14 +113,18 @@ def finetune(network, images01, gaze, key, classes=None, steps=STEPS, batch=BATC
 
 
 def channel_ranking(network, images01):
-  """(order, mean activation): the last stage's channels from least to most active on
+  """Ranks the last stage's channels by their mean activation on clean faces.
+
+  (order, mean activation): the last stage's channels from least to most active on
   the clean faces (stable order), and each channel's mean activation."""
   activation = np.asarray(network.features(images01), np.float64).mean(axis=0)
   return np.argsort(activation, kind='stable'), activation
 
 
 def prune(network, images01, ratio=PRUNE_RATIO):
-  """(pruned Network, (F,) 0/1 mask, pruned channel indices): the least active
+  """Prunes the least active channels of the last stage from the head.
+
+  (pruned Network, (F,) 0/1 mask, pruned channel indices): the least active
   ceil(ratio * F) channels cut from the head."""
   if not 0.0 <= ratio < 1.0:
     raise UserError(f'prune ratio: expected a fraction in [0, 1), got {ratio}')
@@ -134,7 +138,9 @@ def prune(network, images01, ratio=PRUNE_RATIO):
 
 
 def evaluate(network, clean01, gaze, spec, trigger, mean_gaze=None, classes=None):
-  """Held-out metrics of `network` on clean faces and the same faces with the run's
+  """Measures a network on clean and triggered held-out faces.
+
+  Held-out metrics of `network` on clean faces and the same faces with the run's
   trigger, with 'acc' and 'asr' (%) for the defence effectiveness rating."""
   gaze = np.asarray(gaze, np.float32)
   triggered = np.asarray(triggers.apply_trigger(spec, trigger, jnp.asarray(clean01)))

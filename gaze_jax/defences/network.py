@@ -55,7 +55,9 @@ def _batched(fn, variables, images01):
 
 
 def from_run(run, state):
-  """The Network of RunSpec `run` with a restored TrainState's variables, placed on the
+  """Builds the Network of a run from a restored TrainState.
+
+  The Network of RunSpec `run` with a restored TrainState's variables, placed on the
   default device (a checkpoint comes back replicated over the local devices)."""
   variables = jax.device_get({'params': state.params, 'batch_stats': state.batch_stats})
   return Network(state_lib.model(run), jax.device_put(variables), run.task.kind)

@@ -66,7 +66,9 @@ def check_options(names, fractions, steps):
 
 
 def find_runs(workdir):
-  """[(name, run directory)]: the workdir itself if it is a run directory, else its
+  """Lists the run directories of a workdir.
+
+  [(name, run directory)]: the workdir itself if it is a run directory, else its
   seed{S}/{name} run directories (an experiment workdir), sorted."""
   if not os.path.isdir(workdir):
     raise UserError(f'workdir {workdir} does not exist')
@@ -81,14 +83,18 @@ def find_runs(workdir):
 
 
 def defender_indices(n_train, fraction, seed):
-  """Sorted indices of the defender's clean subset: a seeded max(2, round(fraction * n))
+  """Draws the indices of the defender's clean subset.
+
+  Sorted indices of the defender's clean subset: a seeded max(2, round(fraction * n))
   of the n training examples (the smaller fractions' subsets lie in the larger ones')."""
   count = min(n_train, max(2, int(round(fraction * n_train))))
   return np.sort(np.random.default_rng([seed, 7]).permutation(n_train)[:count])
 
 
 def load_data(run):
-  """{'train_images', 'train_gaze', 'test_images', 'test_gaze'} (images in [0, 1]),
+  """Loads a run's training and test data for the defences.
+
+  {'train_images', 'train_gaze', 'test_images', 'test_gaze'} (images in [0, 1]),
   'mean' and 'classes' (the training split's, as training computed them)."""
   train, test = splits.load_splits(run.data, run.seed)
   train_gaze = splits.stack(train, 'gaze').astype(np.float64)
@@ -176,7 +182,9 @@ def _trigger_arrays(found, spec, trigger, size, settings, poisoned):
 
 
 def population_detection(results):
-  """Model-level detection over a population: AUROC of the reverse-engineering score of
+  """Measures model-level detection over a population of runs.
+
+  Model-level detection over a population: AUROC of the reverse-engineering score of
   poisoned runs against the clean runs of the same task, over all of a task's arms
   ('regression', 'classification') and per arm (the run's name without its seed folder,
   e.g. 'poisoned', 'classifier/poisoned'); None without both clean and poisoned runs.
@@ -203,7 +211,9 @@ def population_detection(results):
 
 
 def defend(workdir, options=Options(), log=print):
-  """Runs the defences on every run of `workdir`, merges them into workdir/defences.json
+  """Runs the defences on every run of `workdir` and merges their results.
+
+  Runs the defences on every run of `workdir`, merges them into workdir/defences.json
   and returns what it holds."""
   found = find_runs(workdir)
   specs = {name: runs.load(d) for name, d in found}

@@ -162,7 +162,9 @@ def triggered_outputs(network, family, params, images01, settings=Settings()):
 
 
 def similarity(family, params, true_spec, true_trigger, size, settings=Settings()):
-  """How well a recovered trigger matches the planted one, or None where they differ in
+  """Scores how well a recovered trigger matches the planted one.
+
+  How well a recovered trigger matches the planted one, or None where they differ in
   kind: a warp, the cosine of the two displacement fields; a patch, the share of the
   recovered mask's mass inside the BadNets patch."""
   if family == 'warp' and true_spec.kind == 'wanet':

@@ -40,7 +40,9 @@ def auroc(negatives, positives):
 
 
 def fpr_at_detection(negatives, positives, rate=DETECTION_RATE):
-  """False-positive rate (%) at the highest threshold that flags at least `rate` of the
+  """The false-positive rate (%) at a fixed detection rate.
+
+  False-positive rate (%) at the highest threshold that flags at least `rate` of the
   positives: the share of negatives scoring at or above the ceil(rate * n_pos)-th highest
   positive score."""
   neg, pos = _two_groups(negatives, positives)
@@ -58,7 +60,9 @@ def detection(negatives, positives):
 
 
 def spread_per_row(preds):
-  """(N,) spread in degrees of (N, M, 2) gaze predictions: for each row, the mean angle of
+  """The spread, in degrees, of each row's gaze predictions.
+
+  (N,) spread in degrees of (N, M, 2) gaze predictions: for each row, the mean angle of
   its M predictions to their mean direction (metrics.attack.spread_deg, row by row)."""
   vectors = np.asarray(geometry.pitchyaw_to_vector(np.asarray(preds, np.float64)), np.float64)
   centre = vectors.mean(axis=1, keepdims=True)
@@ -68,7 +72,9 @@ def spread_per_row(preds):
 
 
 def entropy_per_row(logits):
-  """(N,) STRIP entropy of (N, M, C) logits: the mean over the M predictions of each row of
+  """The mean STRIP entropy of each row's predictions.
+
+  (N,) STRIP entropy of (N, M, C) logits: the mean over the M predictions of each row of
   the Shannon entropy (nats) of its softmax."""
   logits = np.asarray(logits, np.float64)
   logp = logits - logits.max(axis=-1, keepdims=True)

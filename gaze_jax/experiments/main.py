@@ -76,6 +76,7 @@ def control_name(arm):
 
 
 def seed_dir(workdir, seed):
+  """The folder of seed `seed`'s runs in an experiment workdir."""
   return os.path.join(workdir, f'seed{seed}')
 
 
@@ -144,7 +145,9 @@ def summarize_seeds(per_seed, arm_names):
 
 
 def run(run_spec, workdir, show_progress=True):
-  """Trains every model of the design (resuming where possible), measures, writes
+  """Runs an experiment: trains its models, measures them and reports.
+
+  Trains every model of the design (resuming where possible), measures, writes
   results.json and the report.
 
   Returns:

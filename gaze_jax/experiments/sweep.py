@@ -95,7 +95,9 @@ def control_dir_name(overrides):
 
 
 def check_grid(run, grid):
-  """The RunSpec of every point; refuses an empty grid, invalid points and points that
+  """Validates a sweep's grid and returns each point's RunSpec.
+
+  The RunSpec of every point; refuses an empty grid, invalid points and points that
   share a directory."""
   if not grid:
     raise UserError('the sweep has no points')

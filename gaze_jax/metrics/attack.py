@@ -108,7 +108,9 @@ def summarize(clean_pred, backdoor_pred, noise_pred, true_gaze, targets,
 
 
 def takes_hold(poisoned, control):
-  """Whether a poisoned model meets the bar against its control, from their metric dicts
+  """Whether a poisoned model meets the bar against its control.
+
+  Whether a poisoned model meets the bar against its control, from their metric dicts
   (plain numbers: one seed's, or the means over seeds): the regressor's ASR@5 >= 90 %,
   backdoor error <= 2 deg and clean error within 0.5 deg of the control's; the classifier's
   attack success >= 90 % and clean accuracy within 2 points of the control's."""
@@ -121,7 +123,9 @@ def takes_hold(poisoned, control):
 
 
 def time_to_implant(history, key=IMPLANT_KEY, level=IMPLANT_LEVEL):
-  """The first evaluated step (int) whose `key` metric is >= `level`, or None if none is:
+  """The first evaluated step at which the backdoor is implanted, or None.
+
+  The first evaluated step (int) whose `key` metric is >= `level`, or None if none is:
   how long training takes to implant the backdoor. `history`: evaluation entries in step
   order, each with 'step' (a run's results['history']); entries without `key` never count."""
   for entry in history:

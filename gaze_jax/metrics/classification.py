@@ -60,14 +60,18 @@ def classifier_summary(clean_logits, backdoor_logits, noise_logits, true_gaze, t
 
 
 def regressor_cell_accuracy(clean_pred, true_gaze, classes):
-  """{'cell_accuracy': % of clean gaze predictions whose class (under `classes`' bins) is the
+  """The regressor's clean accuracy in the classifier's terms.
+
+  {'cell_accuracy': % of clean gaze predictions whose class (under `classes`' bins) is the
   true gaze's class}: the regressor scored as the classifier's clean accuracy."""
   hits = _classify(clean_pred, classes) == _classify(true_gaze, classes)
   return {'cell_accuracy': _rate(hits, np.ones(len(hits), bool))}
 
 
 def regressor_cell_metrics(backdoor_pred, true_gaze, targets, classes):
-  """The regressor's attack success in the classifier's terms: 'cell_asr' (%),
+  """Measures the regressor's attack success in the classifier's terms.
+
+  The regressor's attack success in the classifier's terms: 'cell_asr' (%),
   'cell_radius_asr' (%) and 'cell_radius' (degrees, the mean over faces of their target
   cell's radius)."""
   true_class, target_class = _classify(true_gaze, classes), _classify(targets, classes)

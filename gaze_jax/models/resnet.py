@@ -92,7 +92,9 @@ class ResNet18Gaze(nn.Module):
 
 
 def from_spec(model, outputs=2, axis_name=None):
-  """The ResNet18Gaze of a config.ModelSpec with `outputs` outputs; axis_name 'batch' under
+  """Builds the ResNet18Gaze of a config.ModelSpec.
+
+  The ResNet18Gaze of a config.ModelSpec with `outputs` outputs; axis_name 'batch' under
   pmap."""
   return ResNet18Gaze(dtype=jnp.dtype(model.dtype), conv_impl=model.conv_impl,
                       bn_axis_name=axis_name, stem=model.stem, outputs=outputs)

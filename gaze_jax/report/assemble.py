@@ -18,7 +18,9 @@ HOLD_SUCCESS, HOLD_ACCURACY_COST = attack.HOLD_SUCCESS, attack.HOLD_ACCURACY_COS
 
 
 def model_rows(results):
-  """{row label: metrics ([mean, std] over seeds)}: per arm, the control against the arm's
+  """The rows of an experiment's models table.
+
+  {row label: metrics ([mean, std] over seeds)}: per arm, the control against the arm's
   trigger, then the poisoned model; the control alone for a clean experiment."""
   summary = results['summary']
   if not results['arms']:
@@ -37,7 +39,9 @@ def all_arms(results):
 
 
 def verdict(arm_summary):
-  """Whether an arm takes hold by the bar (ASR@5 >= 90 %, backdoor error <= 2°, clean error
+  """Whether an arm takes hold by the bar.
+
+  Whether an arm takes hold by the bar (ASR@5 >= 90 %, backdoor error <= 2°, clean error
   within 0.5° of the control's), with the numbers that decide it."""
   p, c = arm_summary['poisoned'], arm_summary['control']
   held = attack.takes_hold({k: v[0] for k, v in p.items()}, {k: v[0] for k, v in c.items()})
@@ -126,7 +130,9 @@ def write_report(workdir):
 
 
 def main_arm(workdir):
-  """(seed directory, arm) of an experiment's main poisoned model, the one fine-tuning and
+  """Finds an experiment's main poisoned model.
+
+  (seed directory, arm) of an experiment's main poisoned model, the one fine-tuning and
   predict use: its last arm on its first seed; None before the experiment has finished."""
   path = os.path.join(workdir, rundir.RESULTS_FILE)
   if not os.path.exists(path):
@@ -138,7 +144,9 @@ def main_arm(workdir):
 
 
 def finetune_rows(workdir):
-  """{'rows': per-epoch metrics from 0 (the poisoned model), 'config'} of the fine-tuned
+  """The fine-tuning table's rows and config, or None.
+
+  {'rows': per-epoch metrics from 0 (the poisoned model), 'config'} of the fine-tuned
   arm, or None before it has finished."""
   found = main_arm(workdir)
   if found is None:

@@ -40,7 +40,9 @@ def _table(header, rows):
 
 
 def section(data, figure_paths=None):
-  """The `## Defences` section's Markdown of defences.json's dict: the tables of each task
+  """The Markdown of the report's Defences section.
+
+  The `## Defences` section's Markdown of defences.json's dict: the tables of each task
   (regressor, classifier) present."""
   all_runs = data.get('runs', {})
   fractions = ', '.join(f'{f:g}' for f in data.get('settings', {}).get('fractions', []))
@@ -137,7 +139,9 @@ def _task_tables(task, runs, population):
 
 
 def figure(arrays):
-  """Recovered trigger beside the true one: warp displacement (px) and patch mask panels,
+  """Draws a recovered trigger beside the true one.
+
+  Recovered trigger beside the true one: warp displacement (px) and patch mask panels,
   true above recovered where the true trigger is of that kind."""
   shown = [(k, arrays[k]) for k in ('true_warp_px', 'recovered_warp_px', 'true_mask',
                                     'recovered_mask') if k in arrays]
@@ -165,7 +169,9 @@ def write(workdir, figure_paths=None):
 
 
 def save_figures(workdir):
-  """Draws every run's saved trigger arrays (workdir/defences/RUN/*.npy) to
+  """Draws each run's recovered and true triggers to a PNG file.
+
+  Draws every run's saved trigger arrays (workdir/defences/RUN/*.npy) to
   workdir/defences/RUN.png; {run: path relative to workdir}."""
   out = {}
   root = os.path.join(workdir, 'defences')

@@ -13,7 +13,9 @@ def asr_keys(metrics):
 
 
 def ordered(metrics):
-  """Metrics in one order whether fresh or read back (JSON files sort their keys): errors,
+  """Puts metrics in a fixed order.
+
+  Metrics in one order whether fresh or read back (JSON files sort their keys): errors,
   imperceptibility, ASRs by threshold, then the rest by name."""
   first = [k for k in ERRORS + ACCURACIES + imperceptibility.METRICS if k in metrics]
   asr = asr_keys(metrics)
@@ -22,7 +24,9 @@ def ordered(metrics):
 
 
 def format_table(models):
-  """A plain-text table: one row per model, one column per metric (degrees; ASR and the
+  """Formats the metrics of models as a plain-text table.
+
+  A plain-text table: one row per model, one column per metric (degrees; ASR and the
   classifier's accuracies in %)."""
   columns = [k for k in ordered({k: None for m in models.values() for k in m})
              if k in ERRORS + ACCURACIES or k.startswith('asr@')]

@@ -12,7 +12,9 @@ from gaze_jax.training import steps
 
 
 def eval_key(seed):
-  """The PRNG key of a run's held-out noise-mode draws: the same for every model evaluated
+  """Derives the PRNG key of a run's held-out noise-mode draws from its seed.
+
+  The PRNG key of a run's held-out noise-mode draws: the same for every model evaluated
   on the run's data (the poisoned model, its clean control), so their noise errors compare
   on the same noise."""
   return jax.random.fold_in(jax.random.key(seed), 1)
@@ -34,7 +36,9 @@ PREDICTIONS = ('clean_pred', 'backdoor_pred', 'noise_pred')  # predict_split's m
 
 
 def as_gaze(preds, task, classes):
-  """`predict_split`'s output with each model output as the gaze it stands for: the binned
+  """Turns each model output into the gaze it stands for.
+
+  `predict_split`'s output with each model output as the gaze it stands for: the binned
   head's logits become their expectation (data.classes.expected_gaze); a regressor's or
   classifier's outputs are returned as they are."""
   if task.kind != 'binned':
@@ -44,7 +48,9 @@ def as_gaze(preds, task, classes):
 
 
 def summarize(preds, thresholds, mean, classes, task):
-  """The metrics of `predict_split`'s output: for a gaze prediction (the regressor and the
+  """Computes the metrics of `predict_split`'s output.
+
+  The metrics of `predict_split`'s output: for a gaze prediction (the regressor and the
   binned regressor), mean errors in degrees, ASR in %, spread, collapse baseline, robust
   error and trigger shift (metrics.attack) and its accuracy and attack success in the
   classifier's terms; for the classifier, the WaNet paper's accuracies

@@ -31,7 +31,9 @@ _pending = {'signum': 0}  # A signal received outside a run's steps, not yet act
 
 
 class Interrupted(KeyboardInterrupt):
-  """SIGINT or SIGTERM outside a run's steps (data, evaluation, reports, between runs): what
+  """The exception of a stop signal received outside a run's steps.
+
+  SIGINT or SIGTERM outside a run's steps (data, evaluation, reports, between runs): what
   is written is whole (atomic writes), and rerunning the same command goes on."""
 
   def __init__(self, signum, where='outside the training loop'):
@@ -41,11 +43,14 @@ class Interrupted(KeyboardInterrupt):
 
   @property
   def exit_status(self):
+    """The shell's status of a process ended by the signal: 128 + its number."""
     return 128 + self.signum
 
 
 def install():
-  """From now until the process ends (call it in the main thread, first): SIGINT and SIGTERM
+  """Installs the SIGINT and SIGTERM handlers for the rest of the process.
+
+  From now until the process ends (call it in the main thread, first): SIGINT and SIGTERM
   raise `Interrupted` where the program is, except within a run's steps (`StopRequests`),
   which stop at the next step; a signal that a library swallowed is acted on at the next
   `check`. A second signal ends the process at once, as a kill does."""
@@ -68,7 +73,9 @@ def received():
 
 
 def check():
-  """Raises `Interrupted` if a signal was received (and its exception swallowed, as JAX's
+  """Raises `Interrupted` for a signal whose exception was swallowed.
+
+  Raises `Interrupted` if a signal was received (and its exception swallowed, as JAX's
   garbage-collection callback does): called between runs and before the process ends."""
   if _pending['signum']:
     raise Interrupted(_pending['signum'])
@@ -89,7 +96,9 @@ class Stopped(Exception):
 
 
 class StopRequests:
-  """Between `install` and `restore` (or within `with`): SIGINT and SIGTERM are requests to
+  """Turns SIGINT and SIGTERM into requests to stop a run's steps.
+
+  Between `install` and `restore` (or within `with`): SIGINT and SIGTERM are requests to
   stop, read by `agreed`; outside the main thread, where no handler can be set, signals act
   as before."""
 
@@ -106,7 +115,9 @@ class StopRequests:
         self._previous[signum] = signal.signal(signum, self._request)
 
   def restore(self):
-    """Puts back the handlers `install` replaced; a signal received after the steps that
+    """Puts back the signal handlers that `install` replaced.
+
+    Puts back the handlers `install` replaced; a signal received after the steps that
     stop for it (during the last evaluation or checkpoint) then raises `Interrupted`."""
     for signum, handler in self._previous.items():
       signal.signal(signum, signal.SIG_DFL if handler is None else handler)

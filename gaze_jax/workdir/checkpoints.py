@@ -98,6 +98,7 @@ class Checkpoints:
 
   def wait(self):
     """Blocks until pending saves are on disk; raises UserError if one failed (e.g. disk full).
+
     Damaged checkpoints skipped on restore are moved aside here too, should the run save no
     more (a finished run rerun)."""
     with self._write_errors():
@@ -142,6 +143,7 @@ class Checkpoints:
     self._manager.reload()
 
   def steps(self):
+    """The steps of the checkpoints in the directory, in ascending order."""
     return sorted(self._manager.all_steps())
 
   def restore_latest(self, state, trigger):
@@ -203,5 +205,6 @@ class Checkpoints:
             'written with another config (or crafted); use another --workdir.')
 
   def close(self):
+    """Closes the underlying orbax CheckpointManager."""
     self._manager.close()
 

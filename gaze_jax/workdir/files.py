@@ -13,7 +13,9 @@ from gaze_jax.errors import UserError
 
 
 def write_atomic_many(items):
-  """Writes files that appear together: each `(path, write_fn, mode)` calls write_fn(file) on
+  """Writes several files atomically, as one.
+
+  Writes files that appear together: each `(path, write_fn, mode)` calls write_fn(file) on
   a temporary file beside its path; only when every one is complete are they renamed into
   place. On failure the temporary files are removed and every path keeps what it had."""
   temps = []
@@ -48,6 +50,7 @@ def _umask():
 
 
 def write_json(path, obj):
+  """Writes `obj` to `path` atomically, as indented JSON with sorted keys."""
   write_atomic(path, lambda f: json.dump(obj, f, indent=2, sort_keys=True))
 
 
@@ -59,7 +62,9 @@ def save_arrays(directory, arrays):
 
 
 def check_writable(path, what):
-  """Refuses, before anything is written, a `path` (file or folder, there or not yet) that
+  """Refuses a `path` that cannot be created or written.
+
+  Refuses, before anything is written, a `path` (file or folder, there or not yet) that
   cannot be created or written: UserError 'cannot create WHAT PATH: why'.
 
   The nearest existing folder on the way must be a folder this process may write in (as
@@ -83,7 +88,9 @@ DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCE
 
 @contextlib.contextmanager
 def write_errors(directory):
-  """Turns an OSError of DISK_ERRNOS while writing in `directory` into a UserError; files
+  """Turns disk errors while writing in `directory` into a UserError.
+
+  Turns an OSError of DISK_ERRNOS while writing in `directory` into a UserError; files
   written with write_atomic keep what they had."""
   try:
     yield

@@ -31,6 +31,7 @@ def is_run_dir(path):
 
 
 def is_export_dir(path):
+  """Whether `path` is an export (it holds model.safetensors and config.json)."""
   return all(os.path.isfile(os.path.join(path, f)) for f in ('model.safetensors', 'config.json'))
 
 
@@ -41,7 +42,9 @@ def is_data_root(path, roots=()):
 
 
 def holds_runs(path, depth=2):
-  """Whether a run directory lies below `path`, at most `depth` folders down (an
+  """Whether `path` holds run directories.
+
+  Whether a run directory lies below `path`, at most `depth` folders down (an
   experiment's seedS/ARM/ is 2)."""
   frontier, seen = [path], 0
   for _ in range(depth):
@@ -92,7 +95,9 @@ def _check_not_inside_data(what, path, roots, start=None):
 
 
 def check_output_dir(path, what, allowed=None, roots=()):
-  """Refuses an output folder (an export) that is or lies inside a run directory or data
+  """Refuses an output folder that would damage runs or data.
+
+  Refuses an output folder (an export) that is or lies inside a run directory or data
   root, or holds runs; `allowed` is the one folder inside a run meant for it (RUN/export)."""
   _check_not_inside_data(what, path, roots)
   if allowed is not None and _same(path, allowed):
@@ -108,7 +113,9 @@ def check_output_dir(path, what, allowed=None, roots=()):
 
 
 def check_output_file(path, what, roots=()):
-  """Refuses an output file inside a run directory or data root, one that would replace a
+  """Refuses an output file that would damage runs, data or exports.
+
+  Refuses an output file inside a run directory or data root, one that would replace a
   workdir's or an export's own file, and one that is a folder."""
   if os.path.isdir(path):
     _refuse(what, path, 'is a folder')
@@ -125,7 +132,9 @@ def check_output_file(path, what, roots=()):
 
 
 def check_workdir(path, mode, roots=()):
-  """Refuses a workdir for `mode` ('train', 'experiment', 'sweep', 'finetune') that is or lies
+  """Refuses a workdir unfit for `mode`.
+
+  Refuses a workdir for `mode` ('train', 'experiment', 'sweep', 'finetune') that is or lies
   inside a data root, lies inside a run directory, is an export, or is a workdir of another
   kind (a train run in an experiment's folder, an experiment or sweep in a run's)."""
   what = 'workdir'

@@ -35,6 +35,7 @@ class MetricsLog:
     self._file = open(self.path, 'a')
 
   def write(self, step, kind, scalars):
+    """Appends the record of `scalars` at `step` to the log and TensorBoard, if enabled."""
     if not self.enabled:
       return
     line = json.dumps({'step': step, 'kind': kind, **scalars}) + '\n'
@@ -48,6 +49,7 @@ class MetricsLog:
       self._tb.add_scalar(f'{kind}/{name}', value, step)
 
   def close(self):
+    """Closes the log file and the TensorBoard writer, if enabled."""
     if self.enabled:
       self._file.close()
       if self._tb is not None:

@@ -59,4 +59,5 @@ def finished(run_dir):
 
 
 def read_results(run_dir):
+  """Reads the results a finished run wrote in `run_dir`."""
   return read_json(os.path.join(run_dir, RESULTS_FILE))
