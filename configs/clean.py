@@ -47,12 +47,10 @@ def get_config():
   t.num_epochs = 10
   t.optimizer = 'adam'            # 'adam' (study: Adam) | 'sgd' (momentum).
   t.learning_rate = 1e-3          # Peak learning rate.
-  t.schedule = 'cosine'           # 'cosine' | 'wsd' | 'step' | 'exponential' | 'constant'.
+  t.schedule = 'cosine'           # 'cosine' | 'wsd' | 'constant'.
   t.warmup_epochs = 0.5           # Linear warm-up before the schedule.
   t.decay_fraction = 0.2          # 'wsd' (warm-up, stable, decay): the last fraction of all
                                   # steps decays linearly to zero; the rate is flat before.
-  t.step_epochs = (5, 8)          # 'step': epochs at which the rate is multiplied by 0.1.
-  t.decay_rate = 0.9              # 'exponential': multiplier per epoch.
   t.momentum = 0.9                # 'sgd' only.
   t.weight_decay = 1e-4           # Decoupled (AdamW / SGD + add_decayed_weights); 0 = none.
   t.flip = False                  # Random horizontal flips (the gaze yaw is negated).
@@ -71,16 +69,13 @@ def get_config():
   a.seed = 0                      # Seed of the trigger (warp field / pattern), fixed per run.
 
   c.target = tg = ml_collections.ConfigDict()
-  tg.mode = 'fixed'               # 'fixed' (all-to-one) | 'offset' | 'mirror' (all-to-all).
-  tg.gaze = (-0.2, 0.35)          # 'fixed': target (pitch, yaw) in radians, 20 deg from the
+  tg.gaze = (-0.2, 0.35)          # All-to-one: the target (pitch, yaw) in radians, 20 deg from the
                                   # synthetic training mean: a collapse to the mean can't hit it.
-  tg.min_distance_deg = 15.0      # 'fixed': refuse a target closer to the training mean gaze.
-  tg.offset = (0.0, 0.3)          # 'offset': (dpitch, dyaw) added to the true gaze, radians.
+  tg.min_distance_deg = 15.0      # Refuse a target closer to the training mean gaze.
 
   c.wanet = w = ml_collections.ConfigDict()
   w.k = 4                         # Control grid size (k x k).
   w.s = 0.5                       # Warp strength: moves pixels about s*|noise|/2 px.
-  w.grid_rescale = 1.0            # Multiplies the trigger grid before clamping.
 
   c.badnets = b = ml_collections.ConfigDict()
   b.patch_fraction = 0.1          # Patch side as a fraction of the image side.

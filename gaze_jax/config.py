@@ -31,10 +31,9 @@ STEMS = ('imagenet', 'cifar')
 DTYPES = ('float32', 'bfloat16')
 CONV_IMPLS = ('im2col', 'xla')
 OPTIMIZERS = ('adam', 'sgd')
-SCHEDULES = ('cosine', 'wsd', 'step', 'exponential', 'constant')
+SCHEDULES = ('cosine', 'wsd', 'constant')
 ATTACK_KINDS = ('none', 'wanet', 'badnets', 'blended')
 TRIGGER_KINDS = ATTACK_KINDS[1:]  # The kinds that have a trigger.
-TARGET_MODES = ('fixed', 'offset', 'mirror')
 PATCH_POSITIONS = ('bottom_right', 'top_left', 'center')
 # Seeds become 32-bit JAX keys (a larger one would wrap onto a smaller one's stream, or
 # overflow), with room for the + 1, + 2 of derived keys.
@@ -105,8 +104,6 @@ class TrainSpec:
   schedule: str = 'cosine'
   warmup_epochs: float = 0.5
   decay_fraction: float = 0.2
-  step_epochs: tuple = (5, 8)
-  decay_rate: float = 0.9
   momentum: float = 0.9
   weight_decay: float = 1e-4
   flip: bool = False
@@ -125,13 +122,10 @@ class AttackSpec:
   pc: float = 0.1                    # Fraction of each batch that is triggered.
   cross_ratio: float = 2.0           # WaNet noise-mode samples per triggered sample.
   seed: int = 0                      # Seed of the per-run trigger state.
-  target_mode: str = 'fixed'         # TARGET_MODES.
-  target_gaze: tuple = (-0.2, 0.35)  # 'fixed' target (pitch, yaw), radians.
-  target_offset: tuple = (0.0, 0.3)  # 'offset' (dpitch, dyaw), radians.
-  min_distance_deg: float = 15.0     # 'fixed': least angle between target and mean gaze.
+  target_gaze: tuple = (-0.2, 0.35)  # The all-to-one target (pitch, yaw), radians.
+  min_distance_deg: float = 15.0     # Least angle between target and mean gaze.
   k: int = 4                         # WaNet control grid size.
   s: float = 0.5                     # WaNet warp strength.
-  grid_rescale: float = 1.0          # WaNet grid multiplier before clamping.
   patch_fraction: float = 0.1        # BadNets patch side / image side.
   position: str = 'bottom_right'     # BadNets patch position, PATCH_POSITIONS.
   alpha: float = 0.2                 # Blended pattern weight.
@@ -318,13 +312,6 @@ def validate(config, check_environment=True):
   _check(t.warmup_epochs + t.decay_fraction * t.num_epochs <= t.num_epochs,
          'train.decay_fraction', t.decay_fraction,
          'a final decay that does not overlap train.warmup_epochs')
-  _check(isinstance(t.step_epochs, (tuple, list)) and
-         all(isinstance(e, (int, float)) and 0 < e for e in t.step_epochs) and
-         list(t.step_epochs) == sorted(t.step_epochs) and
-         all(e > t.warmup_epochs for e in t.step_epochs),
-         'train.step_epochs', t.step_epochs,
-         'increasing positive epochs after train.warmup_epochs')
-  _number(config, 'train.decay_rate', 0, 1, lo_open=True)
   _number(config, 'train.momentum', 0, 0.999)
   _number(config, 'train.weight_decay', 0, 1)
   _check(isinstance(t.flip, bool), 'train.flip', t.flip, 'True or False')
@@ -340,13 +327,10 @@ def validate(config, check_environment=True):
   _check(sum(split_counts(t.batch_size, a.pc, cross_ratio)) <= t.batch_size,
          'attack.cross_ratio', a.cross_ratio,
          f'at most {t.batch_size} backdoor + noise samples per batch')
-  _one_of(config, 'target.mode', TARGET_MODES)
   _pair(config, 'target.gaze')
-  _pair(config, 'target.offset')
   _number(config, 'target.min_distance_deg', 0, 90)
   _number(config, 'wanet.k', 2, data.image_size, integer=True)
   _number(config, 'wanet.s', 0)
-  _number(config, 'wanet.grid_rescale', 0, lo_open=True)
   _number(config, 'badnets.patch_fraction', 0, 1, lo_open=True)
   _one_of(config, 'badnets.position', PATCH_POSITIONS)
   _number(config, 'blended.alpha', 0, 1)
@@ -365,14 +349,11 @@ def validate(config, check_environment=True):
   return RunSpec(
       seed=config.seed, data=data, task=task,
       model=ModelSpec(stem=m.stem, dtype=m.dtype, conv_impl=m.conv_impl, init_from=m.init_from),
-      train=TrainSpec(**{f.name: _get(t, f.name) for f in dataclasses.fields(TrainSpec)}
-                      | {'step_epochs': tuple(t.step_epochs)}),
+      train=TrainSpec(**{f.name: _get(t, f.name) for f in dataclasses.fields(TrainSpec)}),
       attack=AttackSpec(
           kind=a.kind, pc=float(a.pc), cross_ratio=float(a.cross_ratio), seed=int(a.seed),
-          target_mode=config.target.mode, target_gaze=_floats(config.target.gaze),
-          target_offset=_floats(config.target.offset),
-          min_distance_deg=float(config.target.min_distance_deg), k=int(config.wanet.k),
-          s=float(config.wanet.s), grid_rescale=float(config.wanet.grid_rescale),
+          target_gaze=_floats(config.target.gaze), min_distance_deg=float(config.target.min_distance_deg), k=int(config.wanet.k),
+          s=float(config.wanet.s),
           patch_fraction=float(config.badnets.patch_fraction),
           position=config.badnets.position, alpha=float(config.blended.alpha)),
       eval=EvalSpec(batch_size=e.batch_size, asr_thresholds=_floats(e.asr_thresholds)),
@@ -428,6 +409,35 @@ def _tuples(value):
   if isinstance(value, dict):
     return {k: _tuples(v) for k, v in value.items()}
   return tuple(value) if isinstance(value, list) else value
+
+
+# Fields that earlier versions wrote into a run's config.json, each with the one value that
+# every run of this version implies (ANY: a field only a retired option read). A saved config
+# holding that value is this version's run and reads back without the field.
+ANY = object()
+RETIRED = {'wanet': {'grid_rescale': 1.0}, 'target': {'mode': 'fixed', 'offset': ANY},
+           'train': {'step_epochs': ANY, 'decay_rate': ANY}}
+
+
+def without_retired(saved):
+  """A saved config dict without the retired fields (RETIRED); ConfigError naming one that
+  holds a value this version no longer runs (and a retired schedule)."""
+  if not isinstance(saved, dict):
+    return saved
+  saved = {k: dict(v) if isinstance(v, dict) else v for k, v in saved.items()}
+  for section, fields in RETIRED.items():
+    for field, value in fields.items():
+      if not isinstance(saved.get(section), dict) or field not in saved[section]:
+        continue
+      old = saved[section].pop(field)
+      if value is not ANY and old != value:
+        raise ConfigError(f'config.{section}.{field}={old!r} is an option this version no '
+                          f'longer has (its runs all had {value!r})')
+  schedule = saved['train'].get('schedule') if isinstance(saved.get('train'), dict) else None
+  if schedule in ('step', 'exponential'):
+    raise ConfigError(f"config.train.schedule={schedule!r} is an option this version no "
+                      f"longer has (expected one of {', '.join(SCHEDULES)})")
+  return saved
 
 
 def from_dict(config_dict):

@@ -28,8 +28,8 @@ FORMAT = 'gaze_jax ResNet-18 gaze regressor, export version 1'
 # without this project.
 _TRIGGER_APPLICATION = {
     'wanet': (
-        'noise_grid (S, S, 2): grid = clip((identity + config.wanet.s * noise_grid / S) '
-        '* config.wanet.grid_rescale, -1, 1), where identity[i, j] = (x, y) = '
+        'noise_grid (S, S, 2): grid = clip(identity + config.wanet.s * noise_grid / S, '
+        '-1, 1), where identity[i, j] = (x, y) = '
         '(-1 + 2j/(S-1), -1 + 2i/(S-1)); the image is resampled at grid like torch '
         "grid_sample(mode='bilinear', padding_mode='zeros', align_corners=True)."),
     'badnets': 'patch, mask (S, S, 1): image * (1 - mask) + patch * mask.',

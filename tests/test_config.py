@@ -9,19 +9,22 @@ from gaze_jax.configs import default
 from gaze_jax.configs import fast_calibration
 from gaze_jax.configs import loss_l2
 from gaze_jax.configs import mpii224
+from gaze_jax.configs import population
 from gaze_jax.configs import probe
 from gaze_jax.configs import study
 from gaze_jax.configs import wanet
 from gaze_jax.configs import wanet_strong
 from gaze_jax import config as config_lib
 from gaze_jax.errors import ConfigError
+from gaze_jax.errors import UserError
+from gaze_jax.workdir import rundir
 
 
 def test_shipped_configs_are_valid():
   arms = {study: ['official', 'strong'], default: ['official', 'positive'],
           fast_calibration: ['official', 'strong', 'positive'],
           probe: ['official', 'strong', 's2', 'strong_nonoise', 'badnets'],
-          loss_l2: ['official']}
+          loss_l2: ['official'], population: ['positive', 'badnets']}
   for module, names in arms.items():
     got = [name for name, _ in config_lib.validate(module.get_config()).experiment.arms]
     assert got == sorted(names)  # ConfigDict keeps its keys sorted.
@@ -61,19 +64,16 @@ def test_real_data_config_names_the_missing_files(tmp_path):
     ('train.learning_rate', -0.1),
     ('train.learning_rate', float('nan')),
     ('train.schedule', 'linear'),
-    ('train.step_epochs', (8, 5)),
     ('train.momentum', 1.5),
     ('train.weight_decay', -1e-4),
     ('train.checkpoint_every_steps', 0),
     ('attack.kind', 'trojan'),
     ('attack.pc', 1.5),
     ('attack.cross_ratio', 20.0),
-    ('target.mode', 'all_to_all'),
     ('target.gaze', (0.1,)),
     ('target.gaze', (float('inf'), 0.0)),
     ('wanet.k', 1),
     ('wanet.s', -0.5),
-    ('wanet.grid_rescale', 0.0),
     ('badnets.patch_fraction', 0.0),
     ('badnets.position', 'left'),
     ('blended.alpha', 1.2),
@@ -176,3 +176,36 @@ def test_configs_live_at_the_top_of_the_repository():
   assert os.path.isfile(os.path.join(top, 'default.py'))
   assert os.path.samefile(os.path.dirname(default.__file__), top)
   assert os.path.samefile(cli.DEFAULT_CONFIG, os.path.join(top, 'default.py'))
+
+
+def _saved_by_an_earlier_version(tmp_path, **retired):
+  """A run directory whose config.json is the WaNet config with the fields an earlier version
+  also wrote (the retired ones), at their values unless given."""
+  saved = config_lib.to_dict(wanet.get_config())
+  saved.pop('experiment')
+  values = {'wanet.grid_rescale': 1.0, 'target.mode': 'fixed', 'target.offset': [0.0, 0.3],
+            'train.step_epochs': [5, 8], 'train.decay_rate': 0.9, **retired}
+  for name, value in values.items():
+    section, field = name.split('.')
+    saved[section][field] = value
+  (tmp_path / 'config.json').write_text(json.dumps(saved))
+  return str(tmp_path)
+
+
+def test_a_run_of_an_earlier_version_reads_back_without_its_retired_fields(tmp_path):
+  run_dir = _saved_by_an_earlier_version(tmp_path)
+  current = config_lib.to_dict(wanet.get_config())
+  current.pop('experiment')
+  assert config_lib.to_dict(rundir.load_config(run_dir)) == current
+  rundir.check_same_config(run_dir, current)  # Resumable under this version's config.
+
+
+@pytest.mark.parametrize('field,value', [('wanet.grid_rescale', 2.0), ('target.mode', 'mirror'),
+                                         ('train.schedule', 'step')])
+def test_a_run_of_a_retired_option_is_refused_naming_it(tmp_path, field, value):
+  run_dir = _saved_by_an_earlier_version(tmp_path, **{field: value})
+  for read in (rundir.load_config,
+               lambda d: rundir.check_same_config(d, config_lib.to_dict(wanet.get_config()))):
+    with pytest.raises(UserError, match=rf"config.json does not hold a run config.*config\.{field}="
+                                        rf"'?{value}'? is an option this version no longer has"):
+      read(run_dir)

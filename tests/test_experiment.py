@@ -161,5 +161,4 @@ def test_a_target_near_the_mean_gaze_is_refused():
                                         r'at least target.min_distance_deg=15 deg'):
     loop.check_target(near, mean)
   loop.check_target(dataclasses.replace(near, min_distance_deg=0.0), mean)  # Allowed.
-  loop.check_target(dataclasses.replace(near, target_mode='offset'), mean)  # No fixed target.
   loop.check_target(dataclasses.replace(near, kind='none'), mean)  # No attack.

@@ -101,7 +101,7 @@ VALUES = st.one_of(
                      '1e308', 'nan', 'inf', '-inf', '1e-320']),  # Where types overflow.
     st.sampled_from(['True', 'False', 'None', '()', '(1, 2)', '(0.1, 0.2, 0.3)', '[]', "''",
                      'random_split', 'leave_one_person_out', 'wanet', 'badnets', 'blended',
-                     'none', 'offset', 'mirror', 'sgd', 'step', 'xla', 'bfloat16', '1e-3']),
+                     'none', 'wsd', 'l2', 'sgd', 'xla', 'bfloat16', '1e-3']),
     TEXT)
 OVERRIDES = st.lists(st.tuples(st.sampled_from(sorted(_flat_fields(
     config_lib.to_dict(wanet.get_config())))), VALUES), min_size=1, max_size=3)

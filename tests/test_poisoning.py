@@ -47,15 +47,10 @@ def test_split_counts_truncate_like_official(b, pc, cross_ratio, expected):
   assert config_lib.split_counts(b, pc, cross_ratio) == expected
 
 
-def test_target_modes():
+def test_every_target_is_the_one_target_gaze():
   gaze = jnp.array([[0.1, 0.2], [-0.3, -0.4]])
   fixed = poisoning.attack_targets(AttackSpec(target_gaze=(-0.2, 0.05)), gaze)
   np.testing.assert_allclose(fixed, [[-0.2, 0.05], [-0.2, 0.05]])
-  offset = poisoning.attack_targets(AttackSpec(target_mode='offset', target_offset=(0.1, 0.3)),
-                                    gaze)
-  np.testing.assert_allclose(offset, [[0.2, 0.5], [-0.2, -0.1]], atol=1e-7)
-  mirror = poisoning.attack_targets(AttackSpec(target_mode='mirror'), gaze)
-  np.testing.assert_allclose(mirror, [[0.1, -0.2], [-0.3, 0.4]])
 
 
 def test_poison_batch_roles_images_and_labels():
@@ -110,8 +105,7 @@ def test_overfull_split_truncates_at_batch_end():
 @pytest.mark.parametrize('b,pc,cross_ratio,device_counts', [
     (16, 0.25, 2, (2, 8)), (24, 0.2, 1.5, (3, 4))])
 def test_same_result_for_any_device_count(b, pc, cross_ratio, device_counts):
-  spec = AttackSpec(kind='wanet', pc=pc, cross_ratio=cross_ratio, seed=2,
-                    target_mode='offset')
+  spec = AttackSpec(kind='wanet', pc=pc, cross_ratio=cross_ratio, seed=2)
   trigger = triggers.make_trigger(spec, SIZE)
   images, gaze = _batch(b, seed=1)
   key = jax.random.key(9)

@@ -76,7 +76,7 @@ def test_every_table_renders(data):
   assert '| poisoned | 4.35 | 1.27 | 4.45 | 45.6 | 91.2 | 99.0 |' in models
   assert 'ASR@2° (%)' in models and '![training curves](training_curves.png)' in models
   quality = _section(text, '## 2.')
-  assert '| wanet | WaNet | k = 4, s = 0.5, grid_rescale = 1 | 38.25 | 0.9871' in quality
+  assert '| wanet | WaNet | k = 4, s = 0.5 | 38.25 | 0.9871' in quality
   assert '| BadNets |' in quality and '| Blended |' in quality
   assert '![triggers wanet](triggers_wanet.png)' in quality
   tuning = _section(text, '## 3.')

@@ -50,7 +50,7 @@ def test_blended_is_alpha_blend_with_fixed_pattern():
 
 
 def test_wanet_trigger_is_the_official_warp():
-  spec = AttackSpec(kind='wanet', k=4, s=0.5, grid_rescale=1.0, seed=1)
+  spec = AttackSpec(kind='wanet', k=4, s=0.5, seed=1)
   trigger = triggers.make_trigger(spec, SIZE)
   noise = trigger['noise_grid']
   assert noise.shape == (SIZE, SIZE, 2)

@@ -7,9 +7,8 @@ stay clean. Each device holds a contiguous slice of the global batch and decides
 role from its global index with `jnp.where` (static shapes, no host round trip); per-sample
 noise is keyed by the global row, so 1 or 8 devices poison a batch identically.
 
-Regression targets replace classification's attack modes: 'fixed' (all-to-one: one target
-gaze), 'offset' (all-to-all: true gaze + a fixed (dpitch, dyaw)) and 'mirror' (all-to-all:
-yaw negated). Gaze is (pitch, yaw) in radians.
+The regression target is all-to-one, as in the study: every triggered face is labelled
+with one target gaze (pitch, yaw), in radians.
 """
 import jax
 import jax.numpy as jnp
@@ -38,11 +37,7 @@ def roles_present(spec, global_batch):
 
 def attack_targets(spec, gaze):
   """The attacker's (N, 2) target gaze for samples whose true gaze is `gaze`."""
-  if spec.target_mode == 'fixed':
-    return jnp.broadcast_to(jnp.asarray(spec.target_gaze, gaze.dtype), gaze.shape)
-  if spec.target_mode == 'offset':
-    return gaze + jnp.asarray(spec.target_offset, gaze.dtype)
-  return gaze * jnp.asarray([1.0, -1.0], gaze.dtype)  # 'mirror'
+  return jnp.broadcast_to(jnp.asarray(spec.target_gaze, gaze.dtype), gaze.shape)
 
 
 def poison_batch(spec, trigger, images01, gaze, key, global_offset, global_batch):

@@ -49,8 +49,7 @@ def make_trigger(spec, image_size, channels=3):
 
 def _trigger_grid(spec, trigger):
   noise = jnp.asarray(trigger['noise_grid'])
-  return wanet.trigger_grid(wanet.identity_grid(noise.shape[0]), noise, spec.s,
-                            spec.grid_rescale)
+  return wanet.trigger_grid(wanet.identity_grid(noise.shape[0]), noise, spec.s)
 
 
 def apply_trigger(spec, trigger, images01):

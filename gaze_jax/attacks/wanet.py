@@ -5,7 +5,8 @@ release, train.py), so that results are comparable with the paper:
 
 - a k x k x 2 control field, uniform in [-1, 1] and divided by its mean absolute value, is
   upsampled to the image size with PyTorch's bicubic `interpolate(align_corners=True)`;
-- the trigger grid is `clamp((identity + s * noise / size) * grid_rescale, -1, 1)`;
+- the trigger grid is `clamp(identity + s * noise / size, -1, 1)` (the official code's
+  `grid_rescale` multiplier is 1 in every setting it ships, and is left out);
 - images are warped with `grid_sample(mode='bilinear', padding_mode='zeros',
   align_corners=True)` semantics;
 - noise ("cross") mode adds fresh per-pixel uniform [-1, 1] / size to the trigger grid.
@@ -73,10 +74,10 @@ def noise_grid(key, k, size):
   return upsample_bicubic(ins, size)
 
 
-def trigger_grid(identity, noise, s, grid_rescale=1.0):
-  """The fixed trigger warp: clamp((identity + s * noise / size) * grid_rescale, -1, 1)."""
+def trigger_grid(identity, noise, s):
+  """The fixed trigger warp: clamp(identity + s * noise / size, -1, 1)."""
   size = identity.shape[-3]
-  return jnp.clip((identity + s * noise / size) * grid_rescale, -1.0, 1.0)
+  return jnp.clip(identity + s * noise / size, -1.0, 1.0)
 
 
 def cross_grid(key, grid):

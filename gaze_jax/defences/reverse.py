@@ -222,8 +222,7 @@ def reverse_engineer(network, pool01, clean01, key, settings=Settings(), familie
   pick = (max if classify else min)(results, key=lambda fam: results[fam][key_name])
   summary = {'families': results, 'family': pick, 'score': results[pick][key_name],
              'score_name': key_name, 'recovered_target': results[pick]['recovered_target']}
-  if (true_spec is not None and not classify and true_spec.kind != 'none'
-      and true_spec.target_mode == 'fixed'):
+  if true_spec is not None and not classify and true_spec.kind != 'none':
     summary['target_distance_deg'] = float(attack.error_deg(
         np.asarray(summary['recovered_target']), np.asarray(true_spec.target_gaze)))
   return summary, found

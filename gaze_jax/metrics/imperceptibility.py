@@ -72,7 +72,7 @@ def measure(spec, trigger, images, batch_size=256):
 def settings(spec):
   """The knobs that define a trigger's look, for tables and figure titles."""
   per_kind = {
-      'wanet': {'k': spec.k, 's': spec.s, 'grid_rescale': spec.grid_rescale},
+      'wanet': {'k': spec.k, 's': spec.s},
       'badnets': {'patch_fraction': spec.patch_fraction, 'position': spec.position},
       'blended': {'alpha': spec.alpha},
   }

@@ -99,7 +99,7 @@ def _trigger_panel(ax, shown, spec):
 
 def _settings_text(spec):
   if spec.kind == 'wanet':
-    return f'k = {spec.k}, s = {spec.s:g}, grid_rescale = {spec.grid_rescale:g}'
+    return f'k = {spec.k}, s = {spec.s:g}'
   if spec.kind == 'badnets':
     return f'patch {spec.patch_fraction:g} of the side, {spec.position}'
   return f'α = {spec.alpha:g}'

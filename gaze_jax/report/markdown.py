@@ -44,7 +44,7 @@ PAIRED_COLUMNS = (('clean_error', 'Δ clean error (°)'),
                   ('asr@5', 'Δ ASR@5° (points)'), ('noise_error', 'Δ noise error (°)'),
                   ('clean_accuracy', 'Δ clean accuracy (points)'),
                   ('attack_success', 'Δ attack success (points)'))
-SETTINGS = ('k', 's', 'grid_rescale', 'patch_fraction', 'position', 'alpha')  # Trigger knobs.
+SETTINGS = ('k', 's', 'patch_fraction', 'position', 'alpha')  # Trigger knobs.
 STEALTH_COLUMNS = (('psnr', 'PSNR (dB)'), ('ssim', 'SSIM'), ('mse', 'MSE'), ('linf', 'L∞'),
                    ('displacement_mean_px', 'mean displacement (px)'),
                    ('displacement_max_px', 'max displacement (px)'))
@@ -172,14 +172,11 @@ def _attack_text(config):
   kind = a['kind']
   if kind == 'none':
     return 'none'
-  text = {'wanet': f"WaNet k = {w['k']}, s = {w['s']:g}, grid_rescale = {w['grid_rescale']:g}, "
-                   f"cross_ratio = {a['cross_ratio']:g}",
+  text = {'wanet': f"WaNet k = {w['k']}, s = {w['s']:g}, cross_ratio = {a['cross_ratio']:g}",
           'badnets': f"BadNets patch {config['badnets']['patch_fraction']:g} of the side at "
                      f"{config['badnets']['position']}",
           'blended': f"Blended α = {config['blended']['alpha']:g}"}[kind]
-  target = {'fixed': f"fixed target gaze ({tg['gaze'][0]:g}, {tg['gaze'][1]:g}) rad",
-            'offset': f"target = true gaze + ({tg['offset'][0]:g}, {tg['offset'][1]:g}) rad",
-            'mirror': 'target = true gaze with yaw negated'}[tg['mode']]
+  target = f"fixed target gaze ({tg['gaze'][0]:g}, {tg['gaze'][1]:g}) rad"
   return f"{text}; poisoning rate pc = {a['pc']:g}; {target}; attack.seed {a['seed']}"
 
 

@@ -36,11 +36,6 @@ def make_schedule(t, steps_per_epoch):
     stable = max(total - warmup - decay_steps, 0)
     decay = optax.join_schedules([optax.constant_schedule(lr),
                                   optax.linear_schedule(lr, 0.0, max(decay_steps, 1))], [stable])
-  elif t.schedule == 'step':
-    decay = optax.piecewise_constant_schedule(
-        lr, {int(e * steps_per_epoch) - warmup: 0.1 for e in t.step_epochs})
-  elif t.schedule == 'exponential':
-    decay = optax.exponential_decay(lr, steps_per_epoch, t.decay_rate)
   else:
     decay = optax.constant_schedule(lr)
   if not warmup:

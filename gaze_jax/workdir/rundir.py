@@ -31,8 +31,8 @@ def load_config(run_dir):
   path = os.path.join(run_dir, CONFIG_FILE)
   if not os.path.isfile(path):
     raise UserError(f'{run_dir} is not a run directory: {path} is missing')
-  saved = read_json(path)
   try:
+    saved = config_lib.without_retired(read_json(path))
     config_lib.check_fields(saved)
   except UserError as e:
     raise UserError(f'{path} does not hold a run config: {e}') from e
@@ -44,7 +44,10 @@ def check_same_config(run_dir, config_dict):
   path = os.path.join(run_dir, CONFIG_FILE)
   if not os.path.exists(path):
     return
-  saved = read_json(path)
+  try:
+    saved = config_lib.without_retired(read_json(path))
+  except UserError as e:
+    raise UserError(f'{path} does not hold a run config of this version: {e}') from e
   if saved != config_dict:
     changed = (sorted(config_lib.differences(saved, config_dict)) if isinstance(saved, dict)
                else ['everything'])
