@@ -43,6 +43,7 @@ MAX_EPOCHS = 100_000  # The step counter is int32: epochs x steps per epoch must
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticSpec:
+  """The synthetic release to generate (config.data.synthetic): persons, size and seed."""
   persons: int = 15
   samples_per_person: int = 200
   image_size: int = 128
@@ -64,7 +65,9 @@ class DataSpec:
 
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
-  """What the network predicts (config.task) and how a gaze prediction is scored in training:
+  """What the network predicts and how its gaze prediction is scored.
+
+  What the network predicts (config.task) and how a gaze prediction is scored in training:
   (pitch, yaw); one of bins x bins direction classes (data/classes.py); or 'binned', bins
   logits per angle whose softmax expectation over the bin centres is the (pitch, yaw).
   `loss` and `huber_delta` (radians) are config.train.loss and train.huber_delta_deg, here so
@@ -133,13 +136,16 @@ class AttackSpec:
 
 @dataclasses.dataclass(frozen=True)
 class EvalSpec:
+  """Held-out evaluation (config.eval): batch size and the ASR error thresholds (degrees)."""
   batch_size: int = 128
   asr_thresholds: tuple = (2.0, 5.0, 10.0)
 
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentSpec:
-  """The main job's design (config.experiment): seeds, and the poisoned arms beside the
+  """The main job's design: how many seeds, and which poisoned arms.
+
+  The main job's design (config.experiment): seeds, and the poisoned arms beside the
   control as (name, ((field, value), ...)) override pairs of the attack sections."""
   seeds: int = 1
   arms: tuple = ()
@@ -148,7 +154,9 @@ class ExperimentSpec:
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
-  """A validated run: its sections as specs, and the config of the run itself (without the
+  """A validated run: its sections as specs, with its config.
+
+  A validated run: its sections as specs, and the config of the run itself (without the
   experiment section, which describes a set of runs) as a plain dict."""
   seed: int
   data: DataSpec
@@ -247,7 +255,9 @@ FREE_SECTIONS = ('config.experiment.arms',)  # Names chosen by the user: _valida
 
 
 def check_fields(config, reference=None, prefix='config'):
-  """Refuses a config (ConfigDict or plain dict) whose sections and fields are not those of
+  """Checks that a config has exactly the sections and fields of configs/clean.py.
+
+  Refuses a config (ConfigDict or plain dict) whose sections and fields are not those of
   configs/clean.py, which documents every field: ConfigError naming the first one."""
   reference = clean.get_config() if reference is None else reference
   if not hasattr(config, 'keys'):
@@ -270,7 +280,9 @@ def check_fields(config, reference=None, prefix='config'):
 
 
 def validate(config, check_environment=True):
-  """The RunSpec of a run config; ConfigError (naming field, value, rule) for the first
+  """Validates a run config and returns its RunSpec.
+
+  The RunSpec of a run config; ConfigError (naming field, value, rule) for the first
   invalid field.
 
   check_environment=False skips what depends on this machine (data and init_from files,
@@ -420,7 +432,9 @@ RETIRED = {'wanet': {'grid_rescale': 1.0}, 'target': {'mode': 'fixed', 'offset':
 
 
 def without_retired(saved):
-  """A saved config dict without the retired fields (RETIRED); ConfigError naming one that
+  """Drops the retired fields from a saved config dict.
+
+  A saved config dict without the retired fields (RETIRED); ConfigError naming one that
   holds a value this version no longer runs (and a retired schedule)."""
   if not isinstance(saved, dict):
     return saved

@@ -107,7 +107,9 @@ def export_model(out_dir, variables, config, trigger=None, classes=None):
 
 
 def load_export(out_dir):
-  """Reads an export back: (variables, config dict, trigger dict or None, classes dict or
+  """Reads back the export written to out_dir.
+
+  Reads an export back: (variables, config dict, trigger dict or None, classes dict or
   None)."""
   model_path, config_path = (os.path.join(out_dir, f) for f in (MODEL_FILE, CONFIG_FILE))
   for path in (model_path, config_path):

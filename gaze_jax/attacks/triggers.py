@@ -106,7 +106,9 @@ def displacement_px(spec, trigger):
 
 
 def triggers_by_kind(spec, image_size, kinds=TRIGGER_KINDS):
-  """{kind: (spec, trigger)}: `spec` as each kind (same seed, target and settings), each
+  """Makes a trigger of every kind from one attack spec.
+
+  {kind: (spec, trigger)}: `spec` as each kind (same seed, target and settings), each
   trigger drawn from spec.seed, so that every kind can be compared on the same faces."""
   out = {}
   for kind in kinds:

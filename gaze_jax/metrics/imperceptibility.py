@@ -86,7 +86,9 @@ def measure_all(by_kind, images):
 
 
 def trigger_panels(spec, trigger, images):
-  """Arrays for report.figures.trigger_figure: clean and triggered images, their residuals
+  """Computes the arrays that report.figures.trigger_figure draws.
+
+  Arrays for report.figures.trigger_figure: clean and triggered images, their residuals
   and the trigger's own panel (WaNet: the (x, y) displacement field in px; BadNets: the
   patch on grey; Blended: the pattern).
 

@@ -260,7 +260,9 @@ ROLE_STYLES = (('clean', '-'), ('backdoor', '--'), ('noise', ':'))
 
 
 def role_curves(logs):
-  """Training loss and error (the classifier's: accuracy) on each role's rows (clean,
+  """Plots the training loss and error of each role's rows against the step.
+
+  Training loss and error (the classifier's: accuracy) on each role's rows (clean,
   backdoor, noise) against the step: what the model learns, and when. Backdoor rows are
   scored against the target.
 
@@ -324,7 +326,9 @@ def error_cdf(curves, collapse=None):
 
 
 def frontier(rows):
-  """Attack success against imperceptibility over a sweep's points, one line per trigger
+  """Plots attack success against imperceptibility over a sweep's points.
+
+  Attack success against imperceptibility over a sweep's points, one line per trigger
   kind: the regressor's ASR@5° and backdoor error (or the classifier's attack success)
   against PSNR and SSIM, each point a trained model.
 

@@ -51,7 +51,9 @@ STEALTH_COLUMNS = (('psnr', 'PSNR (dB)'), ('ssim', 'SSIM'), ('mse', 'MSE'), ('li
 
 
 def read_sweep(sweep_dir, report_dir):
-  """A sweep's section data from sweep_dir's sweep.json and sweep.csv, paths relative to
+  """Reads a sweep's section of the report from sweep_dir.
+
+  A sweep's section data from sweep_dir's sweep.json and sweep.csv, paths relative to
   report_dir: {'name', 'keys', 'config', 'counts', 'rows', 'csv', 'figure' (if drawn)}."""
   with open(os.path.join(sweep_dir, 'sweep.json')) as f:
     section = json.load(f)

@@ -13,7 +13,9 @@ LOG, EVALUATE, CHECKPOINT = 'log', 'evaluate', 'checkpoint'
 
 @dataclasses.dataclass(frozen=True)
 class Period:
-  """Due every `steps` steps, at the end of every `epochs`-th epoch, and/or at the last step
+  """When an action is due: a period in steps, in epochs, and/or at the end.
+
+  Due every `steps` steps, at the end of every `epochs`-th epoch, and/or at the last step
   (0 or False: not on that account)."""
   steps: int = 0
   epochs: int = 0
@@ -37,7 +39,9 @@ class Cadence:
 
 
 def of_run(train, steps_per_epoch):
-  """The loop's cadence from a run's train spec: training metrics every log_every_steps;
+  """Builds the training loop's cadence from a run's train spec.
+
+  The loop's cadence from a run's train spec: training metrics every log_every_steps;
   held-out evaluation every eval_every_epochs epochs and at the end; a checkpoint every
   epoch and every checkpoint_every_steps steps."""
   return Cadence(steps_per_epoch, steps_per_epoch * train.num_epochs, (

@@ -72,7 +72,9 @@ def train_and_evaluate(run, workdir, show_progress=True, phases=None):
 
 
 def check_before_writing(run, workdir):
-  """Refuses what can be known to fail from `run` and the filesystem, before anything is
+  """Checks `run` against the filesystem before anything is written.
+
+  Refuses what can be known to fail from `run` and the filesystem, before anything is
   written: an unwritable workdir, a batch larger than the synthetic release's train split,
   a test_fraction that empties a split, a workdir started with another config."""
   files.check_writable(workdir, 'workdir')
@@ -96,7 +98,9 @@ def _check_batch_fits(train, train_examples):
 
 
 def check_target(spec, mean):
-  """Refuses a fixed target closer than target.min_distance_deg to the training mean gaze:
+  """Refuses an attack target too close to the training mean gaze.
+
+  Refuses a fixed target closer than target.min_distance_deg to the training mean gaze:
   a model that merely drifts towards the mean on triggered faces would score as hijacked."""
   if spec.kind == 'none':
     return

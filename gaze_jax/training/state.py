@@ -17,6 +17,7 @@ from gaze_jax.models import resnet
 
 
 class TrainState(train_state.TrainState):
+  """Flax's train state (step, params, optimizer) with the model's batch statistics."""
   batch_stats: Any
 
 

@@ -33,7 +33,9 @@ ROWS = 'rows'  # A role's metric sums are over its rows: '{role}_rows' counts th
 
 
 def prepare_batch(batch, key, rows, trigger, spec, global_batch, flip):
-  """(images in [0, 1], labels, roles) trained on: flipped first, so the trigger and its
+  """Prepares a device batch for training: scaled, optionally flipped, then poisoned.
+
+  (images in [0, 1], labels, roles) trained on: flipped first, so the trigger and its
   target are never mirrored, then poisoned (attacks.poisoning.poison_batch)."""
   images, labels = device.to_unit_range(batch['image']), batch['gaze']
   if flip:
@@ -43,7 +45,9 @@ def prepare_batch(batch, key, rows, trigger, spec, global_batch, flip):
 
 
 def regression_loss(pred, labels, task):
-  """(N, 2) loss of each angle of gaze predictions against labels (radians): task.loss is
+  """Computes the loss of each angle of gaze predictions against labels.
+
+  (N, 2) loss of each angle of gaze predictions against labels (radians): task.loss is
   'l1' |d|, 'l2' d^2, or 'huber' (optax.huber_loss: d^2 / 2 within task.huber_delta, else
   delta (|d| - delta / 2))."""
   if task.loss == 'l1':
@@ -54,7 +58,9 @@ def regression_loss(pred, labels, task):
 
 
 def binned_losses(outputs, labels, classes, task):
-  """(per-sample loss, gaze prediction) of the binned head's (N, 2 * bins) outputs: the mean
+  """Computes the binned head's per-sample loss and its gaze prediction.
+
+  (per-sample loss, gaze prediction) of the binned head's (N, 2 * bins) outputs: the mean
   over both angles of the cross-entropy against the label's bin, plus task.binned_weight x
   the mean over both angles of `regression_loss` of the expectation of the bin centres."""
   pred = classes_lib.expected_gaze(outputs, classes)
@@ -117,7 +123,9 @@ def train_step(state, batch, rng, trigger, classes, *, spec, task, global_batch,
 
 
 def accumulate(sums, new):
-  """The open interval's metric sums with one more step's added on the device (the step's
+  """Adds one step's metric sums to those of the open log interval.
+
+  The open interval's metric sums with one more step's added on the device (the step's
   own when no interval is open, `sums` None). The loop calls it once per step."""
   return new if sums is None else _add(sums, new)
 
@@ -126,7 +134,9 @@ _add = jax.jit(functools.partial(jax.tree.map, jnp.add))
 
 
 def interval_means(sums):
-  """{name: mean} of an interval's metric sums fetched to the host: 'loss' over the steps,
+  """Turns an interval's metric sums into means.
+
+  {name: mean} of an interval's metric sums fetched to the host: 'loss' over the steps,
   each role's statistics over that role's rows (a role with no rows: 0)."""
   means = {'loss': sums['loss'] / sums['steps']}
   for key, total in sums.items():
@@ -137,7 +147,9 @@ def interval_means(sums):
 
 
 def eval_step(state, batch, key, trigger, *, spec):
-  """Per-sample outputs (gaze, class logits, or per-angle bin logits) on clean, triggered and
+  """Predicts one evaluation batch on this device, clean and, if attacked, triggered.
+
+  Per-sample outputs (gaze, class logits, or per-angle bin logits) on clean, triggered and
   noise-warped images, the true gaze and the attack targets."""
   images = device.to_unit_range(batch['image'])
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
@@ -152,7 +164,9 @@ def eval_step(state, batch, key, trigger, *, spec):
 
 
 def make_train_step(run):
-  """The run's train step on all local devices: (state, sharded batch, rng, trigger,
+  """Returns the run's train step, pmapped over all local devices.
+
+  The run's train step on all local devices: (state, sharded batch, rng, trigger,
   classes) -> (state, metric sums), its attack, task, batch size and flip bound."""
   return _pmapped_train_step(run.attack, run.task, run.train.batch_size, run.train.flip)
 
@@ -168,7 +182,9 @@ def _pmapped_train_step(spec, task, global_batch, flip):
 
 @functools.lru_cache(maxsize=None)
 def make_eval_step(spec):
-  """The eval step of attack `spec` on all local devices: (state, sharded batch, key,
+  """Returns the eval step of attack `spec`, pmapped over all local devices.
+
+  The eval step of attack `spec` on all local devices: (state, sharded batch, key,
   trigger) -> per-sample outputs, sharded."""
   return jax.pmap(functools.partial(eval_step, spec=spec), axis_name=AXIS,
                   in_axes=(None, 0, None, None), out_axes=0)
