@@ -1,4 +1,5 @@
-"""The code's shape: imports point down the data flow, stage by stage, with no cycles.
+"""The code's shape: imports point down the data flow, stage by stage, with no cycles; every
+public definition says what it is in a one-line summary.
 
 Imports are read from the source (every `import` and `from` statement, function bodies
 included), so the rule holds for deferred imports too.
@@ -102,3 +103,47 @@ def test_the_checker_sees_a_wrong_import(tmp_path):
   bad.write_text('def f():\n  from gaze_jax.training import loop\n')
   assert 'gaze_jax.training.loop' in imports(bad)
   assert 'training' not in ALLOWED['metrics'] and stage('gaze_jax.training.loop') == 'training'
+
+
+SOURCES = ('gaze_jax', 'tfds_mpiifacegaze', 'benchmarks')
+
+
+def public_definitions(tree):
+  """The module-level public functions and classes of a parsed module, and their public
+  methods."""
+  for node in tree.body:
+    if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith('_'):
+      yield node
+      if isinstance(node, ast.ClassDef):
+        yield from (m for m in node.body
+                    if isinstance(m, ast.FunctionDef) and not m.name.startswith('_'))
+
+
+def lacking_summary(source):
+  """Names of the public definitions in `source` whose docstring does not open with a
+  one-line summary: a sentence ending in '.', then a blank line or nothing more."""
+  lacking = []
+  for node in public_definitions(ast.parse(source)):
+    doc = ast.get_docstring(node)
+    lines = (doc or '').splitlines()
+    if not (lines and lines[0].strip().endswith('.') and (len(lines) == 1 or
+                                                          not lines[1].strip())):
+      lacking.append(node.name)
+  return lacking
+
+
+def test_every_public_definition_opens_with_a_one_line_summary():
+  lacking = [f'{path.relative_to(ROOT)}: {name}'
+             for folder in SOURCES for path in sorted((ROOT / folder).rglob('*.py'))
+             if 'configs' not in path.parts for name in lacking_summary(path.read_text())]
+  assert not lacking, lacking
+
+
+def test_the_summary_checker_sees_a_wrapped_first_sentence():
+  source = (
+      'def good():\n  """One line.\n\n  More text.\n  """\n'
+      'def wrapped():\n  """A sentence that\n  goes on.\n  """\n'
+      'def missing():\n  pass\n'
+      'def _private():\n  pass\n'
+      'class Thing:\n  """A thing."""\n  def method(self):\n    """no period"""\n')
+  assert lacking_summary(source) == ['wrapped', 'missing', 'method']
