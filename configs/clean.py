@@ -58,7 +58,7 @@ def get_config():
                                   # 'l1' | 'l2' (squared error) | 'huber' (optax.huber_loss).
   t.huber_delta_deg = 2.0         # 'huber': where quadratic turns linear, degrees (> 0).
   t.log_every_steps = 20          # Training metrics to JSON lines / TensorBoard.
-  t.checkpoint_every_steps = 100  # Also saved at the end of every epoch.
+  t.checkpoint_every_steps = 100  # Also saved with every held-out evaluation.
   t.max_to_keep = 2               # Checkpoints kept on disk.
   t.eval_every_epochs = 1         # Held-out evaluation (all metrics) every N epochs.
 

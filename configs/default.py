@@ -23,7 +23,8 @@ def get_config():
   c.train.num_epochs = 10
   c.train.schedule = 'wsd'
   c.train.learning_rate = 2e-3
-  c.train.eval_every_epochs = 5
+  c.train.eval_every_epochs = 5  # A checkpoint with each evaluation and every 250 steps.
+  c.train.checkpoint_every_steps = 250
   c.experiment.arms = ml_collections.ConfigDict({
       'official': {},
       'positive': {'wanet': {'s': 1.0}, 'attack': {'pc': 0.2, 'cross_ratio': 0.0}},

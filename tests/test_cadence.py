@@ -13,11 +13,11 @@ from gaze_jax.training import steps
 
 def test_actions_due_at_their_declared_periods():
   """10 steps per epoch, 3 epochs: logs every 4 steps, evaluation every 2nd epoch and at the
-  end, a checkpoint every epoch and every 7 steps, listed by hand."""
+  end, a checkpoint with each evaluation and every 7 steps, listed by hand."""
   train = config_lib.TrainSpec(num_epochs=3, log_every_steps=4, eval_every_epochs=2,
                                checkpoint_every_steps=7)
   due = cadence.of_run(train, steps_per_epoch=10)
-  expected = {4: {'log'}, 7: {'checkpoint'}, 8: {'log'}, 10: {'checkpoint'},
+  expected = {4: {'log'}, 7: {'checkpoint'}, 8: {'log'},
               12: {'log'}, 14: {'checkpoint'}, 16: {'log'},
               20: {'log', 'evaluate', 'checkpoint'}, 21: {'checkpoint'}, 24: {'log'},
               28: {'log', 'checkpoint'}, 30: {'evaluate', 'checkpoint'}}

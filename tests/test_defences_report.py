@@ -41,11 +41,32 @@ def test_section_holds_every_table_and_the_population_auroc():
   assert text.startswith('## Defences') and '0.01, 0.05' in text
   assert '| seed0/wanet | wanet | strip | 0.75 | 40.0 | 3.50 / 1.25 | spread (deg) |' in text
   assert '| seed0/wanet | wanet | 0.100 | warp | 0.400 | (-0.100, 0.200) | – | 0.90 |' in text
-  assert '| wanet | 0.75 | 50.0 | 2 | 2 |' in text
+  assert '| wanet | 0.75 | 50.0 | 2 | 2 | – |' in text
   assert ('| seed0/wanet | wanet | 0.05 | 120 | 3.00 | 3.25 | 1.00 | 12.00 | 95.0 | 5.0 | '
           '0.950 |') in text
   assert '![reverse-engineered trigger, seed0_wanet](defences/seed0_wanet.png)' in text
   assert '### Regressor' not in text  # One task: no task headings.
+
+
+def test_population_auroc_by_family_scores_each_family_alone():
+  """Warp separates the two poisoned models from the clean ones (AUROC 1); the patch family
+  drives the clean models' outputs lower than the poisoned ones' (AUROC 0); the model's
+  score (the lowest over families) is the patch's for three of them."""
+  def run(attack, warp, patch):
+    return {'task': 'regression', 'attack': attack,
+            'reverse': {'score': min(warp, patch), 'score_name': 'spread_ratio',
+                        'family': 'warp' if warp < patch else 'patch',
+                        'recovered_target': [0.0, 0.0],
+                        'families': {'warp': {'spread_ratio': warp, 'size': 0.5},
+                                     'patch': {'spread_ratio': patch, 'size': 0.05}}}}
+  runs = {'seed0/clean': run('none', 0.8, 0.02), 'seed1/clean': run('none', 0.9, 0.03),
+          'seed0/wanet': run('wanet', 0.1, 0.05), 'seed1/wanet': run('wanet', 0.2, 0.04)}
+  found = population.population_detection(runs)['wanet']
+  assert found['by_family']['warp']['auroc'] == 1.0
+  assert found['by_family']['patch']['auroc'] == 0.0
+  assert found['auroc'] == 0.0  # min(): 0.05, 0.04 against 0.02, 0.03.
+  text = defences.section({'runs': runs, 'population': {'wanet': found}})
+  assert '| wanet | 0.00 | 100.0 | 2 | 2 | patch 0.00, warp 1.00 |' in text
 
 
 def test_the_classifier_gets_its_own_tables():

@@ -190,12 +190,16 @@ def population_detection(results):
   e.g. 'poisoned', 'classifier/poisoned'); None without both clean and poisoned runs.
 
   The score is oriented HIGH = backdoored: a regressor's -spread_ratio, a classifier's
-  flip rate."""
+  flip rate. Each group's 'by_family' holds the same detection with one trigger family's
+  score alone (the model's score is the best over the families)."""
   clean, arms = {}, {}
   for name, r in results.items():
     if 'reverse' not in r:
       continue
-    s = r['reverse']['score'] * (1.0 if r['task'] == 'classification' else -1.0)
+    sign, rev = (1.0 if r['task'] == 'classification' else -1.0), r['reverse']
+    s = {None: sign * rev['score']}
+    s.update({fam: sign * x[rev['score_name']] for fam, x in rev['families'].items()
+              if rev.get('score_name') in x})
     arm = name.split(os.sep, 1)[-1]
     if r['attack'] == 'none':
       clean.setdefault(r['task'], []).append(s)
@@ -205,9 +209,19 @@ def population_detection(results):
   for task in sorted(clean):
     mine = {arm: v for (t, arm), v in sorted(arms.items()) if t == task}
     if mine:
-      out[task] = scores.detection(clean[task], [s for v in mine.values() for s in v])
-      out.update({arm: scores.detection(clean[task], v) for arm, v in mine.items()})
+      out[task] = _detection(clean[task], [s for v in mine.values() for s in v])
+      out.update({arm: _detection(clean[task], v) for arm, v in mine.items()})
   return out or None
+
+
+def _detection(clean, poisoned):
+  """scores.detection of the models' scores ({family or None: score} each), with
+  'by_family': the detection by each family's score that every model has."""
+  out = scores.detection([s[None] for s in clean], [s[None] for s in poisoned])
+  families = set.intersection(*(set(s) for s in clean + poisoned)) - {None}
+  out['by_family'] = {fam: scores.detection([s[fam] for s in clean], [s[fam] for s in poisoned])
+                      for fam in sorted(families)}
+  return out
 
 
 def defend(workdir, options=Options(), log=print):

@@ -107,10 +107,14 @@ def _task_tables(task, runs, population):
               if g == task or any(n.split('/', 1)[-1] == g for n in runs)}
     if groups:
       rows = [[group, _fmt(x['auroc']), _fmt(x['fpr@95'], 1), str(x['n_clean']),
-               str(x['n_triggered'])] for group, x in groups.items()]
-      parts += ['Over the population (clean controls against poisoned models):\n',
+               str(x['n_triggered']),
+               ', '.join(f"{fam} {_fmt(d['auroc'])}" for fam, d in
+                         x.get('by_family', {}).items()) or '–'] for group, x in groups.items()]
+      parts += ['Over the population (clean controls against poisoned models; the model\'s '
+                'score is the best over the trigger families, the last column each family\'s '
+                'score alone):\n',
                 _table(['poisoned arm (or the whole task)', 'AUROC', 'FPR@95 (%)',
-                        'clean models', 'poisoned models'], rows), '']
+                        'clean models', 'poisoned models', 'AUROC by family'], rows), '']
   for m, title in MITIGATION_NAMES.items():
     mit = [(name, r) for name, r in runs.items() if m in r]
     if not mit:

@@ -41,11 +41,12 @@ class Cadence:
 def of_run(train, steps_per_epoch):
   """Builds the training loop's cadence from a run's train spec.
 
-  The loop's cadence from a run's train spec: training metrics every log_every_steps;
-  held-out evaluation every eval_every_epochs epochs and at the end; a checkpoint every
-  epoch and every checkpoint_every_steps steps."""
+  Training metrics every log_every_steps; held-out evaluation every eval_every_epochs
+  epochs and at the end; a checkpoint with every evaluation (what it measured is never
+  lost) and every checkpoint_every_steps steps."""
   return Cadence(steps_per_epoch, steps_per_epoch * train.num_epochs, (
       (LOG, Period(steps=train.log_every_steps)),
       (EVALUATE, Period(epochs=train.eval_every_epochs, at_end=True)),
-      (CHECKPOINT, Period(steps=train.checkpoint_every_steps, epochs=1)),
+      (CHECKPOINT, Period(steps=train.checkpoint_every_steps,
+                          epochs=train.eval_every_epochs, at_end=True)),
   ))
