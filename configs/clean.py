@@ -47,7 +47,7 @@ def get_config():
   t.num_epochs = 10
   t.optimizer = 'adam'            # 'adam' (study: Adam) | 'sgd' (momentum).
   t.learning_rate = 1e-3          # Peak learning rate.
-  t.schedule = 'cosine'           # 'cosine' | 'wsd' | 'constant'.
+  t.schedule = 'cosine'           # 'cosine' | 'wsd' (decay_fraction 0: constant after warm-up).
   t.warmup_epochs = 0.5           # Linear warm-up before the schedule.
   t.decay_fraction = 0.2          # 'wsd' (warm-up, stable, decay): the last fraction of all
                                   # steps decays linearly to zero; the rate is flat before.

@@ -31,7 +31,7 @@ STEMS = ('imagenet', 'cifar')
 DTYPES = ('float32', 'bfloat16')
 CONV_IMPLS = ('im2col', 'xla')
 OPTIMIZERS = ('adam', 'sgd')
-SCHEDULES = ('cosine', 'wsd', 'constant')
+SCHEDULES = ('cosine', 'wsd')
 ATTACK_KINDS = ('none', 'wanet', 'badnets', 'blended')
 TRIGGER_KINDS = ATTACK_KINDS[1:]  # The kinds that have a trigger.
 PATCH_POSITIONS = ('bottom_right', 'top_left', 'center')
@@ -448,7 +448,7 @@ def without_retired(saved):
         raise ConfigError(f'config.{section}.{field}={old!r} is an option this version no '
                           f'longer has (its runs all had {value!r})')
   schedule = saved['train'].get('schedule') if isinstance(saved.get('train'), dict) else None
-  if schedule in ('step', 'exponential'):
+  if schedule in ('step', 'exponential', 'constant'):
     raise ConfigError(f"config.train.schedule={schedule!r} is an option this version no "
                       f"longer has (expected one of {', '.join(SCHEDULES)})")
   return saved

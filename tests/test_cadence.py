@@ -1,5 +1,6 @@
-"""The loop's declared cadence and its interval-mean training metrics."""
+"""The loop's declared cadence, its interval-mean training metrics, and the schedule."""
 import copy
+import dataclasses
 import json
 
 import numpy as np
@@ -8,6 +9,7 @@ from gaze_jax import config as config_lib
 from gaze_jax.configs import wanet
 from gaze_jax.training import cadence
 from gaze_jax.training import loop
+from gaze_jax.training import state as state_lib
 from gaze_jax.training import steps
 
 
@@ -54,3 +56,17 @@ def test_logged_metrics_are_the_means_of_their_interval(tiny_data_config, tmp_pa
     for key in ('loss', 'clean_error', 'backdoor_error', 'noise_loss'):
       np.testing.assert_allclose(record[key], np.mean([r[key] for r in window]), rtol=1e-5)
     assert not np.isclose(record['loss'], window[-1]['loss'])  # Not the last batch's.
+
+
+def test_wsd_schedule_warms_up_holds_and_decays_by_hand():
+  """10 epochs of 10 steps, 1 epoch of warm-up to 2e-3, the last 20 % decaying linearly: the
+  rate at chosen steps, computed by hand; decay_fraction 0 holds the peak to the end."""
+  train = config_lib.TrainSpec(num_epochs=10, learning_rate=2e-3, schedule='wsd',
+                               warmup_epochs=1.0, decay_fraction=0.2)
+  schedule = state_lib.make_schedule(train, steps_per_epoch=10)
+  # Warm-up: steps 0..10; stable to step 80; then 2e-3 * (1 - (step - 80) / 20).
+  expected = {0: 0.0, 5: 1e-3, 10: 2e-3, 50: 2e-3, 80: 2e-3, 85: 1.5e-3, 90: 1e-3, 99: 1e-4}
+  for step, rate in expected.items():
+    np.testing.assert_allclose(float(schedule(step)), rate, rtol=1e-6, atol=1e-12)
+  flat = state_lib.make_schedule(dataclasses.replace(train, decay_fraction=0.0), 10)
+  np.testing.assert_allclose([float(flat(s)) for s in (10, 50, 99)], 2e-3, rtol=1e-6)

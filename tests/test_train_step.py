@@ -118,7 +118,7 @@ def _sgd_step_grads(config, dtype, noise=0.0):
   config.model.dtype, config.model.conv_impl = dtype, 'im2col'
   config.train.optimizer, config.train.learning_rate = 'sgd', 1.0
   config.train.weight_decay, config.train.warmup_epochs = 0.0, 0
-  config.train.schedule = 'constant'
+  config.train.schedule, config.train.decay_fraction = 'wsd', 0.0  # A constant rate.
   run = config_lib.validate(config)
   state, trigger = init.initial_state(run, steps_per_epoch=10)
   # Nonzero last BatchNorm scales (zero at init), so every residual branch has gradients.

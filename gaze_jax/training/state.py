@@ -32,13 +32,11 @@ def make_schedule(t, steps_per_epoch):
   lr = t.learning_rate
   if t.schedule == 'cosine':
     decay = optax.cosine_decay_schedule(lr, max(total - warmup, 1))
-  elif t.schedule == 'wsd':  # Flat until the last decay_fraction of all steps, then linear.
+  else:  # 'wsd': flat until the last decay_fraction of all steps (0: none), then linear.
     decay_steps = int(round(t.decay_fraction * total))
     stable = max(total - warmup - decay_steps, 0)
     decay = optax.join_schedules([optax.constant_schedule(lr),
                                   optax.linear_schedule(lr, 0.0, max(decay_steps, 1))], [stable])
-  else:
-    decay = optax.constant_schedule(lr)
   if not warmup:
     return decay
   return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), decay], [warmup])
