@@ -19,6 +19,8 @@ from gaze_jax.experiments import main
 from gaze_jax.training import init
 from gaze_jax.training import loop
 from gaze_jax.training import runs
+from gaze_jax.workdir import files
+from gaze_jax.workdir import rundir
 
 # Tiny runs (~3 steps); 8 x 0.25 = 2 backdoor + 4 noise samples per batch.
 TINY = {'train.batch_size': 8, 'train.num_epochs': 1, 'model.conv_impl': 'xla',
@@ -102,6 +104,19 @@ def test_the_measured_models_use_the_runs_noise_draws(workdir):
       assert measured[name] == pytest.approx(value, rel=1e-12, nan_ok=True), name
   control = results['per_seed'][0]['arms']['poisoned']['control']
   assert control['collapse_backdoor_error'] == measured['collapse_backdoor_error']
+
+
+def test_the_kept_predictions_are_the_final_models(workdir):
+  """The held-out outputs a run keeps (and the measure reuses) equal those predicted afresh
+  from its final checkpoint."""
+  run_dir = os.path.join(workdir, 'seed0', 'poisoned')
+  kept = files.load_arrays(os.path.join(run_dir, rundir.PREDICTIONS_DIR))
+  state, trigger = runs.restore(run_dir)
+  fresh = main.predictions(runs.load(run_dir), state, trigger)
+  assert sorted(kept) == sorted(fresh) == ['backdoor_pred', 'clean_pred', 'gaze', 'noise_pred',
+                                           'target']
+  for name, value in fresh.items():
+    np.testing.assert_array_equal(kept[name], value, err_msg=name)
 
 
 def test_report_and_figures_beside_it(workdir):

@@ -98,7 +98,12 @@ def measure_arm(arm, arm_dir, control_dir, control_results):
   # field), so the compiled eval step serves both.
   control_state = poisoned_state.replace(params=control_state.params,
                                          batch_stats=control_state.batch_stats)
-  preds = {'poisoned': predictions(arm, poisoned_state, trigger),
+  # The poisoned model's are its last evaluation's, kept by the loop (one process: with
+  # several, each computes them, as the prediction is a collective).
+  final = os.path.join(arm_dir, rundir.PREDICTIONS_DIR)
+  kept = jax.process_count() == 1 and rundir.finished(arm_dir) and os.path.isdir(final)
+  preds = {'poisoned': files.load_arrays(final) if kept else predictions(arm, poisoned_state,
+                                                                          trigger),
            'control': predictions(arm, control_state, trigger)}
   _, test_source = splits.load_splits(arm.data, arm.seed)
   mean = np.asarray(control_results['mean_gaze'])

@@ -185,8 +185,7 @@ def save_figures(workdir):
     folder = os.path.join(root, run)
     if not os.path.isdir(folder):
       continue
-    arrays = {f[:-4]: np.load(os.path.join(folder, f)) for f in sorted(os.listdir(folder))
-              if f.endswith('.npy')}
+    arrays = files.load_arrays(folder)
     if arrays:
       figures.save(figure(arrays), os.path.join(root, run + '.png'))
       out[run] = os.path.join('defences', run + '.png')

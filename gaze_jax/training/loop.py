@@ -198,10 +198,11 @@ def _train(run, workdir, sources, labels, show_progress, phases):
         sums = pending = None
       if cadence.EVALUATE in due:
         with phases('evaluate'):
-          summary = evaluate.summarize(
-              evaluate.predict_split(state, test_source, trigger, eval_rng,
-                                     run.eval.batch_size, spec),
-              run.eval.asr_thresholds, mean, classes, run.task)
+          preds = evaluate.predict_split(state, test_source, trigger, eval_rng,
+                                         run.eval.batch_size, spec)
+          summary = evaluate.summarize(preds, run.eval.asr_thresholds, mean, classes, run.task)
+        if done == total_steps and is_chief:  # The final model's, for the experiment's measure.
+          files.save_arrays(os.path.join(workdir, rundir.PREDICTIONS_DIR), preds)
         epoch = done // steps_per_epoch
         history.append({'step': done, 'epoch': epoch, 'train_loss': means['loss'], **summary})
         log.write(done, 'eval', summary)

@@ -61,6 +61,12 @@ def save_arrays(directory, arrays):
                  lambda f, v=value: np.save(f, np.asarray(v), allow_pickle=False), mode='wb')
 
 
+def load_arrays(directory):
+  """{NAME: array} of the directory/NAME.npy files that save_arrays wrote (no pickles)."""
+  return {f[:-4]: np.load(os.path.join(directory, f), allow_pickle=False)
+          for f in sorted(os.listdir(directory)) if f.endswith('.npy')}
+
+
 def check_writable(path, what):
   """Refuses a `path` that cannot be created or written.
 

@@ -1,6 +1,7 @@
 """A run directory's JSON files: config.json (which config started it) and results.
 
-A run directory holds `config.json`, `checkpoints/`, `trigger/*.npy`, `metrics.jsonl`,
+A run directory holds `config.json`, `checkpoints/`, `trigger/*.npy`, `predictions/*.npy` (the
+final model's held-out outputs), `metrics.jsonl`,
 `tensorboard/`, `results.json` (what the run computed: bitwise reproducible) and
 `run_info.json` (where and how fast: this machine's facts); a workdir started with one config
 is never resumed or skipped under another.
@@ -14,6 +15,7 @@ from gaze_jax.errors import UserError
 CONFIG_FILE = 'config.json'
 RESULTS_FILE = 'results.json'
 RUN_INFO_FILE = 'run_info.json'
+PREDICTIONS_DIR = 'predictions'  # The final model's held-out outputs (evaluate.predict_split).
 
 
 def read_json(path):
