@@ -1,4 +1,7 @@
-"""The report's Defences section and figure from a defences.json dict (no training)."""
+"""The report's Defences section and figures from a defences.json dict (no training)."""
+import json
+import os
+
 import numpy as np
 
 from gaze_jax.defences import population
@@ -37,7 +40,8 @@ def test_section_holds_every_table_and_the_population_auroc():
   # the threshold catching both poisoned models (-0.85) also flags -0.8 (50 %).
   assert data['population']['wanet']['auroc'] == 0.75
   assert data['population']['regression']['n_clean'] == 2
-  text = defences.section(data, {'seed0_wanet': 'defences/seed0_wanet.png'})
+  text = defences.section(data, {'reverse-engineered trigger, seed0_wanet':
+                                 'defences/seed0_wanet.png'})
   assert text.startswith('## Defences') and '0.01, 0.05' in text
   assert '| seed0/wanet | wanet | strip | 0.75 | 40.0 | 3.50 / 1.25 | spread (deg) |' in text
   assert '| seed0/wanet | wanet | 0.100 | warp | 0.400 | (-0.100, 0.200) | – | 0.90 |' in text
@@ -84,3 +88,29 @@ def test_figure_puts_the_recovered_trigger_beside_the_true_one():
                          'recovered_mask': np.ones((8, 8, 1))})
   titles = [ax.get_title() for ax in figures.panels(fig)]
   assert titles == ['true warp (px)', 'recovered warp (px)', 'recovered mask']
+
+
+def test_scores_figure_draws_each_model_in_its_group(tmp_path):
+  """Two clean and two poisoned regressors: one panel for the best score and one per family,
+  each with the clean group's two points first, then the arm's; saved beside the triggers."""
+  def run(attack, warp, patch):
+    return {'task': 'regression', 'attack': attack,
+            'reverse': {'score': min(warp, patch), 'score_name': 'spread_ratio',
+                        'families': {'warp': {'spread_ratio': warp},
+                                     'patch': {'spread_ratio': patch}}}}
+  runs = {'seed0/clean': run('none', 0.8, 0.02), 'seed1/clean': run('none', 0.9, 0.03),
+          'seed0/wanet': run('wanet', 0.1, 0.05), 'seed1/wanet': run('wanet', 0.2, 0.04)}
+  fig = defences.scores_figure(runs, 'regression')
+  axes = figures.panels(fig)
+  assert [ax.get_title() for ax in axes] == ['best of families', 'patch', 'warp']
+  warp = axes[2].get_lines()
+  np.testing.assert_allclose(warp[0].get_ydata(), [0.8, 0.9])  # clean
+  np.testing.assert_allclose(warp[1].get_ydata(), [0.1, 0.2])  # wanet
+  np.testing.assert_allclose(axes[0].get_lines()[1].get_ydata(), [0.05, 0.04])
+  assert defences.scores_figure(runs, 'classification') is None
+  (tmp_path / 'defences').mkdir()
+  (tmp_path / 'defences.json').write_text(json.dumps({'runs': runs}))
+  assert defences.save_figures(str(tmp_path)) == {
+      'reverse-engineering scores of the regressors, clean against poisoned':
+          os.path.join('defences', 'scores_regression.png')}
+  assert (tmp_path / 'defences' / 'scores_regression.png').stat().st_size > 0

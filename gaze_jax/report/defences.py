@@ -63,8 +63,8 @@ def section(data, figure_paths=None):
     if len(tasks) > 1:
       parts.append(f"### {'Classifier' if task == 'classification' else 'Regressor'}\n")
     parts += _task_tables(task, runs, data.get('population') or {})
-  for name, path in (figure_paths or {}).items():
-    parts.append(f'![reverse-engineered trigger, {name}]({path})\n')
+  for caption, path in (figure_paths or {}).items():
+    parts.append(f'![{caption}]({path})\n')
   return '\n'.join(parts)
 
 
@@ -164,6 +164,43 @@ def figure(arrays):
   return fig
 
 
+def scores_figure(runs, task):
+  """Draws every model's reverse-engineering score, the clean models beside each arm.
+
+  One panel for the model's score (the best over the trigger families) and one per family:
+  a regressor's triggered / clean spread ratio on a log scale (low = backdoored), a
+  classifier's flip rate in % (high = backdoored). None without reverse-engineered runs of
+  `task`."""
+  groups = {}
+  for name, r in sorted(runs.items()):
+    if r.get('task', 'regression') == task and 'reverse' in r:
+      arm = 'clean' if r['attack'] == 'none' else name.split(os.sep, 1)[-1]
+      groups.setdefault(arm, []).append(r['reverse'])
+  if not groups:
+    return None
+  families = sorted({f for revs in groups.values() for rev in revs for f in rev['families']})
+  panels = [('best of families', lambda rev: rev['score'])] + [
+      (f, lambda rev, f=f: rev['families'].get(f, {}).get(rev['score_name'], np.nan))
+      for f in families]
+  # pylint: disable-next=protected-access
+  fig = figures._figure(figures.PANEL * len(panels), figures.PANEL)
+  names = sorted(groups, key=lambda g: (g != 'clean', g))
+  for i, (title, value) in enumerate(panels):
+    ax = fig.add_subplot(1, len(panels), i + 1)
+    for x, group in enumerate(names):
+      ys = np.array([value(rev) for rev in groups[group]], np.float64)
+      jitter = np.linspace(-0.15, 0.15, len(ys)) if len(ys) > 1 else np.zeros(1)
+      ax.plot(x + jitter, ys, 'o', alpha=0.7, color='0.5' if group == 'clean' else f'C{x}')
+    ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
+    ax.set_title(title, fontsize=9)
+    if task == 'classification':
+      ax.set_ylabel('flip rate (%)')
+    else:
+      ax.set_yscale('log')
+      ax.set_ylabel('spread ratio (triggered / clean)')
+  return fig
+
+
 def write(workdir, figure_paths=None):
   """WORKDIR/defences.md: the section alone, for a workdir without an experiment report."""
   path = os.path.join(workdir, 'defences.md')
@@ -173,14 +210,22 @@ def write(workdir, figure_paths=None):
 
 
 def save_figures(workdir):
-  """Draws each run's recovered and true triggers to a PNG file.
+  """Draws the population's detection scores and each run's recovered and true triggers.
 
-  Draws every run's saved trigger arrays (workdir/defences/RUN/*.npy) to
-  workdir/defences/RUN.png; {run: path relative to workdir}."""
+  workdir/defences/scores_TASK.png (scores_figure, when the population has two or more
+  models of a task) and workdir/defences/RUN.png (every run's saved trigger arrays,
+  workdir/defences/RUN/*.npy); {caption: path relative to workdir}."""
   out = {}
   root = os.path.join(workdir, 'defences')
   if not os.path.isdir(root):
     return out
+  runs = (read(workdir) or {}).get('runs', {})
+  for task, label in (('regression', 'regressors'), ('classification', 'classifiers')):
+    fig = scores_figure(runs, task) if len(runs) > 1 else None
+    if fig is not None:
+      figures.save(fig, os.path.join(root, f'scores_{task}.png'))
+      out[f'reverse-engineering scores of the {label}, clean against poisoned'] = os.path.join(
+          'defences', f'scores_{task}.png')
   for run in sorted(os.listdir(root)):
     folder = os.path.join(root, run)
     if not os.path.isdir(folder):
@@ -188,5 +233,5 @@ def save_figures(workdir):
     arrays = files.load_arrays(folder)
     if arrays:
       figures.save(figure(arrays), os.path.join(root, run + '.png'))
-      out[run] = os.path.join('defences', run + '.png')
+      out[f'reverse-engineered trigger, {run}'] = os.path.join('defences', run + '.png')
   return out
