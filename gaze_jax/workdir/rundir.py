@@ -46,8 +46,9 @@ def check_same_config(run_dir, config_dict):
   path = os.path.join(run_dir, CONFIG_FILE)
   if not os.path.exists(path):
     return
+  saved = read_json(path)
   try:
-    saved = config_lib.without_retired(read_json(path))
+    saved = config_lib.without_retired(saved)
   except UserError as e:
     raise UserError(f'{path} does not hold a run config of this version: {e}') from e
   if saved != config_dict:
