@@ -105,7 +105,7 @@ def _settings_text(spec):
   return f'α = {spec.alpha:g}'
 
 
-CURVE_PANELS = (('train_loss', 'L1 loss (rad)', 'Training loss, last batch of each epoch'),
+CURVE_PANELS = (('train_loss', 'training loss', 'Training loss, mean over the log interval'),
                 ('clean_error', 'clean error (°)', 'Clean error (held-out)'),
                 ('backdoor_error', 'backdoor error (°)', 'Backdoor error (held-out)'))
 
@@ -287,7 +287,7 @@ def role_curves(logs):
       score_ax.plot(steps, [r[f'{role}_{score}'] for r in records_of_role], linestyle=style,
                     color=colours[label])
   loss_ax.set_ylabel('training loss')
-  loss_ax.set_title('Training loss per role of the rows')
+  loss_ax.set_title('Training loss per role of the rows (interval means)')
   if score == 'error':
     score_ax.set_ylabel('angular error vs trained label (°)')
     score_ax.set_yscale('log')
