@@ -72,6 +72,26 @@ def _set_environment(hugetlb, eigen):
     os.execve(sys.executable, sys.orig_argv, env)
 
 
+VECTOR_EXTENSIONS = ('avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_bf16',
+                     'amx_tile', 'neon', 'sve')  # The ones a float32 or bfloat16 step can use.
+
+
+def cpu_facts(cpuinfo='/proc/cpuinfo'):
+  """The CPU's model name and the vector extensions it reports (VECTOR_EXTENSIONS), as text.
+
+  From /proc/cpuinfo on Linux; elsewhere the platform's processor string alone."""
+  try:
+    with open(cpuinfo) as f:
+      text = f.read()
+  except OSError:
+    return platform.processor() or platform.machine()
+  fields = dict(line.split(':', 1) for line in text.splitlines() if ':' in line)
+  fields = {k.strip(): v.strip() for k, v in fields.items()}
+  flags = set((fields.get('flags') or fields.get('Features') or '').split())
+  model = fields.get('model name') or platform.processor() or platform.machine()
+  return f"{model} ({' '.join(e for e in VECTOR_EXTENSIONS if e in flags) or 'no listed vector extensions'})"
+
+
 def cpu_busy_fraction(seconds=2.0):
   """Fraction of all CPUs' time spent busy over `seconds` (Linux /proc/stat), else None."""
   def sample():
@@ -325,7 +345,7 @@ def main(argv):
 
   busy_before = cpu_busy_fraction()  # Others' work: this process is still idle.
   peaks = {'jax': {p: matmul_gflops(p) for p in PRECISIONS}}
-  print(f'# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; '
+  print(f'# {cpu_facts()}, {os.cpu_count()} CPUs; '
         f'jax {jax.__version__} on {jax.devices()[0].platform}; '
         f'GLIBC_TUNABLES={os.environ.get("GLIBC_TUNABLES", "")!r}; '
         f'XLA_FLAGS={os.environ.get("XLA_FLAGS", "")!r}; {args.optimizer}; '
