@@ -89,7 +89,8 @@ def cpu_facts(cpuinfo='/proc/cpuinfo'):
   fields = {k.strip(): v.strip() for k, v in fields.items()}
   flags = set((fields.get('flags') or fields.get('Features') or '').split())
   model = fields.get('model name') or platform.processor() or platform.machine()
-  return f"{model} ({' '.join(e for e in VECTOR_EXTENSIONS if e in flags) or 'no listed vector extensions'})"
+  listed = ' '.join(e for e in VECTOR_EXTENSIONS if e in flags)
+  return f"{model} ({listed or 'no listed vector extensions'})"
 
 
 def cpu_busy_fraction(seconds=2.0):

@@ -364,7 +364,8 @@ def validate(config, check_environment=True):
       train=TrainSpec(**{f.name: _get(t, f.name) for f in dataclasses.fields(TrainSpec)}),
       attack=AttackSpec(
           kind=a.kind, pc=float(a.pc), cross_ratio=float(a.cross_ratio), seed=int(a.seed),
-          target_gaze=_floats(config.target.gaze), min_distance_deg=float(config.target.min_distance_deg), k=int(config.wanet.k),
+          target_gaze=_floats(config.target.gaze),
+          min_distance_deg=float(config.target.min_distance_deg), k=int(config.wanet.k),
           s=float(config.wanet.s),
           patch_fraction=float(config.badnets.patch_fraction),
           position=config.badnets.position, alpha=float(config.blended.alpha)),
@@ -429,6 +430,7 @@ def _tuples(value):
 ANY = object()
 RETIRED = {'wanet': {'grid_rescale': 1.0}, 'target': {'mode': 'fixed', 'offset': ANY},
            'train': {'step_epochs': ANY, 'decay_rate': ANY}}
+RETIRED_SCHEDULES = ('step', 'exponential', 'constant')  # train.schedule values no longer run.
 
 
 def without_retired(saved):
@@ -448,7 +450,7 @@ def without_retired(saved):
         raise ConfigError(f'config.{section}.{field}={old!r} is an option this version no '
                           f'longer has (its runs all had {value!r})')
   schedule = saved['train'].get('schedule') if isinstance(saved.get('train'), dict) else None
-  if schedule in ('step', 'exponential', 'constant'):
+  if schedule in RETIRED_SCHEDULES:
     raise ConfigError(f"config.train.schedule={schedule!r} is an option this version no "
                       f"longer has (expected one of {', '.join(SCHEDULES)})")
   return saved

@@ -3,8 +3,9 @@ static setting.
 
 `make_train_step(run)` and `make_eval_step(spec)` bind a run's static parts (attack and
 task specs, batch size, flip) once, as the Flax examples' `functools.partial` does, and pmap
-the rest; equal static parts share one compiled step. The state is passed unreplicated (`in_axes=None`), as in Flax's ImageNet example;
-gradients and BatchNorm statistics are `pmean`-ed over the 'batch' axis, so any device
+the rest; equal static parts share one compiled step. The state is passed unreplicated
+(`in_axes=None`), as in Flax's ImageNet example; gradients and BatchNorm statistics are
+`pmean`-ed over the 'batch' axis, so any device
 count computes the update of the same global batch. Images arrive as uint8 and are
 scaled to [0, 1] on the device; poisoning happens here, inside the compiled step. The
 trigger and the class edges are arguments. The train step returns metric sums (clu's
