@@ -431,6 +431,20 @@ ANY = object()
 RETIRED = {'wanet': {'grid_rescale': 1.0}, 'target': {'mode': 'fixed', 'offset': ANY},
            'train': {'step_epochs': ANY, 'decay_rate': ANY}}
 RETIRED_SCHEDULES = ('step', 'exponential', 'constant')  # train.schedule values no longer run.
+# Fields that decide when a run saves, not what it computes (resume is exact at any cadence):
+# a run directory is resumed or reused under other values of these.
+BOOKKEEPING = {'train': ('checkpoint_every_steps', 'max_to_keep')}
+
+
+def without_bookkeeping(config_dict):
+  """A config dict without the BOOKKEEPING fields, for comparing what two runs compute."""
+  if not isinstance(config_dict, dict):
+    return config_dict
+  out = dict(config_dict)
+  for section, fields in BOOKKEEPING.items():
+    if isinstance(out.get(section), dict):
+      out[section] = {k: v for k, v in out[section].items() if k not in fields}
+  return out
 
 
 def without_retired(saved):

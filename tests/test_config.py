@@ -6,6 +6,7 @@ import pytest
 
 from gaze_jax.configs import clean
 from gaze_jax.configs import default
+from gaze_jax.configs import factors
 from gaze_jax.configs import fast_calibration
 from gaze_jax.configs import loss_l2
 from gaze_jax.configs import mpii224
@@ -24,7 +25,9 @@ def test_shipped_configs_are_valid():
   arms = {study: ['official', 'strong'], default: ['official', 'positive'],
           fast_calibration: ['official', 'strong', 'positive'],
           probe: ['official', 'strong', 's2', 'strong_nonoise', 'badnets'],
-          loss_l2: ['official'], population: ['positive', 'badnets']}
+          loss_l2: ['official'], population: ['positive', 'badnets'],
+          factors: ['official', 'strong', 'positive', 's_only', 'pc_only', 'no_noise', 'k8',
+                    'k16']}
   for module, names in arms.items():
     got = [name for name, _ in config_lib.validate(module.get_config()).experiment.arms]
     assert got == sorted(names)  # ConfigDict keeps its keys sorted.
@@ -209,3 +212,16 @@ def test_a_run_of_a_retired_option_is_refused_naming_it(tmp_path, field, value):
     with pytest.raises(UserError, match=rf"config.json does not hold a run config.*config\.{field}="
                                         rf"'?{value}'? is an option this version no longer has"):
       read(run_dir)
+
+
+def test_a_run_is_resumed_under_another_checkpoint_cadence_but_not_another_recipe(tmp_path):
+  saved = config_lib.to_dict(default.get_config())
+  saved.pop('experiment')
+  (tmp_path / 'config.json').write_text(json.dumps(saved))
+  later = json.loads(json.dumps(saved))
+  later['train'].update(checkpoint_every_steps=saved['train']['checkpoint_every_steps'] + 1,
+                        max_to_keep=saved['train']['max_to_keep'] + 1)
+  rundir.check_same_config(str(tmp_path), later)  # When it saves is not what it computes.
+  later['train']['learning_rate'] *= 2
+  with pytest.raises(UserError, match=r'another config \(differs in train\.learning_rate\)'):
+    rundir.check_same_config(str(tmp_path), later)

@@ -42,7 +42,9 @@ def load_config(run_dir):
 
 
 def check_same_config(run_dir, config_dict):
-  """Refuses to resume (or skip) a run that was started with another config."""
+  """Refuses to resume (or skip) a run that was started with another config.
+
+  Configs that differ only in when the run checkpoints (config.BOOKKEEPING) are the same."""
   path = os.path.join(run_dir, CONFIG_FILE)
   if not os.path.exists(path):
     return
@@ -51,6 +53,7 @@ def check_same_config(run_dir, config_dict):
     saved = config_lib.without_retired(saved)
   except UserError as e:
     raise UserError(f'{path} does not hold a run config of this version: {e}') from e
+  saved, config_dict = (config_lib.without_bookkeeping(c) for c in (saved, config_dict))
   if saved != config_dict:
     changed = (sorted(config_lib.differences(saved, config_dict)) if isinstance(saved, dict)
                else ['everything'])
