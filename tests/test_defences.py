@@ -217,6 +217,23 @@ def test_fine_tuning_learns_and_holds_the_pruned_channels_cut(tiny):
   assert np.all(kernel[channels] == 0) and np.all(kernel[mask == 1] != 0)
 
 
+def test_fine_tuning_on_a_pool_prefix_is_fine_tuning_on_that_subset_in_one_compiled_scan(tiny):
+  net, images, gaze = tiny
+  key = jax.random.key(3)
+  leaves = lambda n: jax.tree.leaves(n.variables)
+  alone, _ = mitigation.finetune(net, images[:7], gaze[:7], key, steps=3, lr=1e-2)
+  compiled = mitigation._train._cache_size()  # pylint: disable=protected-access
+  prefix, _ = mitigation.finetune(net, images[:20], gaze[:20], key, steps=3, lr=1e-2, count=7)
+  for a, b in zip(leaves(alone), leaves(prefix)):
+    np.testing.assert_allclose(a, b, atol=1e-6)
+  _, mask, _ = mitigation.prune(net, images, ratio=0.5)
+  for count in (5, 20):  # Other fractions of the same pool, pruned or not: no new compile.
+    mitigation.finetune(net, images[:20], gaze[:20], key, steps=3, lr=1e-2, count=count)
+    mitigation.finetune(net, images[:20], gaze[:20], key, steps=3, lr=1e-2, count=count,
+                        head_mask=mask)
+  assert mitigation._train._cache_size() == compiled + 1  # pylint: disable=protected-access
+
+
 def test_unlearning_puts_the_trigger_on_a_share_of_each_batch(tiny):
   """An invisible trigger (mask 0) trains exactly as plain fine-tuning; a visible one
   changes the result: the trigger is applied inside the step, labels untouched."""
@@ -266,6 +283,8 @@ def test_classifier_reverse_engineering_scores_every_class(tiny):
     (lambda n, x: mitigation.finetune(n, x, np.zeros((3, 2)), jax.random.key(0)), 'gaze'),
     (lambda n, x: mitigation.finetune(n, x, np.zeros((len(x), 2)), jax.random.key(0),
                                       steps=0), 'steps'),
+    (lambda n, x: mitigation.finetune(n, x, np.zeros((len(x), 2)), jax.random.key(0),
+                                      count=len(x) + 1), 'count'),
 ])
 def test_every_defence_refuses_bad_input_in_one_line(tiny, call, message):
   net, images, _ = tiny

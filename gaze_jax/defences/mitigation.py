@@ -45,15 +45,13 @@ def _labels(network, gaze, classes):
   return gaze
 
 
-@functools.partial(jax.jit, static_argnums=(0, 5, 6, 7, 8, 9))
-def _train(module, variables, images, labels, key, steps, batch, lr, classify, trigger,
+@functools.partial(jax.jit, static_argnums=(0, 6, 7, 8, 9, 10))
+def _train(module, variables, images, labels, count, key, steps, batch, lr, classify, trigger,
            trigger_params, head_mask):
   tx = optax.adam(lr)
   n_triggered = int(round(UNLEARN_SHARE * batch)) if trigger is not None else 0
 
   def mask_head(params):
-    if head_mask is None:
-      return params
     fc = dict(params['fc'], kernel=params['fc']['kernel'] * head_mask[:, None])
     return dict(params, fc=fc)
 
@@ -68,7 +66,7 @@ def _train(module, variables, images, labels, key, steps, batch, lr, classify, t
 
   def step(carry, i):
     params, stats, opt = carry
-    idx = jax.random.randint(jax.random.fold_in(key, i), (batch,), 0, images.shape[0])
+    idx = jax.random.randint(jax.random.fold_in(key, i), (batch,), 0, count)
     x, y = images[idx], labels[idx]
     if n_triggered:  # True labels kept: the trigger must stop mattering.
       x = jnp.concatenate([reverse.apply(trigger[0], trigger_params, x[:n_triggered],
@@ -84,12 +82,17 @@ def _train(module, variables, images, labels, key, steps, batch, lr, classify, t
 
 
 def finetune(network, images01, gaze, key, classes=None, steps=STEPS, batch=BATCH,
-             lr=LEARNING_RATE, trigger=None, trigger_params=None, head_mask=None):
+             lr=LEARNING_RATE, trigger=None, trigger_params=None, head_mask=None, count=None):
   """(fine-tuned Network, per-step losses) on clean faces and their true gaze.
+
+  Batches are drawn from the first `count` faces alone, a traced number: fine-tuning on
+  nested subsets of one pool (the defender's fractions), pruned or not, runs one compiled
+  scan (unlearning, whose trigger is static, another).
 
   Args:
     network: network.Network.
     images01, gaze: the defender's clean (N, S, S, C) faces in [0, 1] and (N, 2) gaze.
+    count: None (all N), or how many of the first faces the defender holds (1..N).
     key: PRNG key of the batches.
     classes: data.classes.fit's classes (the classifier's labels).
     trigger: None, or (family, reverse.Settings) of a recovered trigger that
@@ -102,13 +105,18 @@ def finetune(network, images01, gaze, key, classes=None, steps=STEPS, batch=BATC
                     f'faces and {np.shape(gaze)} labels')
   if steps < 1:
     raise UserError(f'fine-tuning steps: expected at least 1, got {steps}')
+  count = len(images01) if count is None else count
+  if not 1 <= count <= len(images01):
+    raise UserError(f'fine-tuning count: expected 1..{len(images01)} faces, got {count}')
   classify = network.task == 'classification'
   if classify and classes is None:
     raise UserError('fine-tuning a classifier needs its classes')
+  features = network.variables['params']['fc']['kernel'].shape[0]
+  head_mask = np.ones(features, np.float32) if head_mask is None else head_mask
   variables, losses = _train(network.module, network.variables, jnp.asarray(images01),
-                             jnp.asarray(_labels(network, gaze, classes)), key, steps, batch,
-                             lr, classify, trigger, trigger_params,
-                             None if head_mask is None else jnp.asarray(head_mask))
+                             jnp.asarray(_labels(network, gaze, classes)), jnp.int32(count),
+                             key, steps, batch, lr, classify, trigger, trigger_params,
+                             jnp.asarray(head_mask, jnp.float32))
   return network.replace(variables), np.asarray(losses)
 
 

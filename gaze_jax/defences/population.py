@@ -85,10 +85,11 @@ def find_runs(workdir):
 def defender_indices(n_train, fraction, seed):
   """Draws the indices of the defender's clean subset.
 
-  Sorted indices of the defender's clean subset: a seeded max(2, round(fraction * n))
-  of the n training examples (the smaller fractions' subsets lie in the larger ones')."""
+  Indices of the defender's clean subset: a seeded max(2, round(fraction * n)) of the n
+  training examples, in a seeded order that makes each smaller fraction's subset a prefix of
+  a larger one's (so mitigation draws every fraction from one pool, mitigation.finetune)."""
   count = min(n_train, max(2, int(round(fraction * n_train))))
-  return np.sort(np.random.default_rng([seed, 7]).permutation(n_train)[:count])
+  return np.random.default_rng([seed, 7]).permutation(n_train)[:count]
 
 
 def load_data(run):
@@ -116,7 +117,8 @@ def defend_run(run_dir, options, poisoned=True):
   data = load_data(run)
   key = jax.random.key(options.seed)
   n_train = len(data['train_images'])
-  pool = data['train_images'][defender_indices(n_train, max(options.fractions), options.seed)]
+  pool_idx = defender_indices(n_train, max(options.fractions), options.seed)
+  pool, pool_gaze = data['train_images'][pool_idx], data['train_gaze'][pool_idx]
   clean = data['test_images']
   spec = run.attack
   out, arrays = {'attack': spec.kind, 'task': run.task.kind}, {}
@@ -144,25 +146,24 @@ def defend_run(run_dir, options, poisoned=True):
       continue
     out[name] = {}
     for fraction in options.fractions:
-      idx = defender_indices(n_train, fraction, options.seed)
-      images, gaze = data['train_images'][idx], data['train_gaze'][idx]
+      count = len(defender_indices(n_train, fraction, options.seed))  # A prefix of the pool.
       mkey = jax.random.fold_in(key, 10 + m)
-      kwargs = {'classes': data['classes'], 'steps': options.steps}
+      kwargs = {'classes': data['classes'], 'steps': options.steps, 'count': count}
       extra = {}
       if name == 'prune':
-        pruned, mask, channels = mitigation.prune(net, images)
-        tuned, _ = mitigation.finetune(pruned, images, gaze, mkey, head_mask=mask, **kwargs)
+        pruned, mask, channels = mitigation.prune(net, pool[:count])
+        tuned, _ = mitigation.finetune(pruned, pool, pool_gaze, mkey, head_mask=mask, **kwargs)
         extra = {'pruned_channels': len(channels), 'ratio': mitigation.PRUNE_RATIO,
                  'pruned_only': measure(pruned)}
       elif name == 'unlearn':
         family = summary['family']
-        tuned, _ = mitigation.finetune(net, images, gaze, mkey, trigger=(family, settings),
+        tuned, _ = mitigation.finetune(net, pool, pool_gaze, mkey, trigger=(family, settings),
                                        trigger_params=found[family], **kwargs)
         extra = {'family': family}
       else:
-        tuned, _ = mitigation.finetune(net, images, gaze, mkey, **kwargs)
+        tuned, _ = mitigation.finetune(net, pool, pool_gaze, mkey, **kwargs)
       out[name][f'{fraction:g}'] = dict(mitigation.before_after(before, measure(tuned)),
-                                        examples=len(idx), steps=options.steps, **extra)
+                                        examples=count, steps=options.steps, **extra)
   return out, arrays
 
 
