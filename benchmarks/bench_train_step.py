@@ -14,6 +14,11 @@ never share a thread pool; `--rounds N` repeats the pair and keeps each row's be
 - the matmul peaks: the best float32 and bfloat16 (float32 accumulation) 2048^3 GFLOP/s of
   XLA and of PyTorch; the higher of the two frameworks is the peak of that precision.
 
+Precisions the CPU has no hardware for are skipped and the header says so: bfloat16 runs only
+where /proc/cpuinfo reports bfloat16 instructions (avx512_bf16, amx_bf16, Arm's bf16), since
+elsewhere it is emulated and slower than float32 (`--dtypes float32,bfloat16` forces it).
+The header names the CPU model and its vector extensions.
+
 It prints every measurement, then one summary row per setting: JAX float32 and bfloat16
 (the faster lowering of each), PyTorch's best float32 (and its layout) and bfloat16, the
 JAX / PyTorch ratios, and each step's FLOP rate as a % of the peak of its precision (FLOPs
@@ -29,7 +34,7 @@ GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (glibc backs large allocations with transp
 pages, cutting the page faults of XLA's per-step buffers; `--no-hugetlb` leaves it out). The
 PyTorch subprocess inherits the same environment.
 
-  python -m benchmarks.bench_train_step                     # 64 and 224 px, batch 32
+  python -m benchmarks.bench_train_step                     # 48, 64 and 224 px, batch 32
   python -m benchmarks.bench_train_step --quick             # 64 px, clean, im2col (< 3 min)
   python -m benchmarks.bench_train_step --batches 32,128    # adds batch 128
   python -m benchmarks.bench_train_step --quick --cpus 1    # one core, on a shared machine
@@ -50,6 +55,7 @@ import numpy as np
 from gaze_jax import config as config_lib
 from gaze_jax.attacks import triggers
 from gaze_jax.configs import clean
+from gaze_jax.configs import default
 from gaze_jax.data import device
 from gaze_jax.models import lowering
 from gaze_jax.training import state as state_lib
@@ -57,6 +63,7 @@ from gaze_jax.training import steps
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HUGETLB = 'glibc.malloc.hugetlb=1'
+MAIN_JOB_SIZE = default.get_config().data.image_size  # configs/default.py's faces, px.
 PRECISIONS = ('float32', 'bfloat16')
 TORCH_LABELS = {'fp32_nchw': 'NCHW', 'fp32_channels_last': 'channels_last',
                 'bf16_channels_last': 'autocast, channels_last'}
@@ -76,21 +83,36 @@ VECTOR_EXTENSIONS = ('avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'am
                      'amx_tile', 'neon', 'sve')  # The ones a float32 or bfloat16 step can use.
 
 
-def cpu_facts(cpuinfo='/proc/cpuinfo'):
-  """The CPU's model name and the vector extensions it reports (VECTOR_EXTENSIONS), as text.
+BF16_EXTENSIONS = ('avx512_bf16', 'amx_bf16', 'bf16')  # x86 AVX-512 / AMX; Arm's 'bf16'.
 
-  From /proc/cpuinfo on Linux; elsewhere the platform's processor string alone."""
+
+def cpu_info(cpuinfo='/proc/cpuinfo'):
+  """(model name, set of the CPU's reported flags) from /proc/cpuinfo on Linux.
+
+  Elsewhere the platform's processor string and no flags."""
   try:
     with open(cpuinfo) as f:
       text = f.read()
   except OSError:
-    return platform.processor() or platform.machine()
+    return platform.processor() or platform.machine(), set()
   fields = dict(line.split(':', 1) for line in text.splitlines() if ':' in line)
   fields = {k.strip(): v.strip() for k, v in fields.items()}
   flags = set((fields.get('flags') or fields.get('Features') or '').split())
-  model = fields.get('model name') or platform.processor() or platform.machine()
+  return fields.get('model name') or platform.processor() or platform.machine(), flags
+
+
+def cpu_facts(cpuinfo='/proc/cpuinfo'):
+  """The CPU's model name and the vector extensions it reports (VECTOR_EXTENSIONS), as text."""
+  model, flags = cpu_info(cpuinfo)
   listed = ' '.join(e for e in VECTOR_EXTENSIONS if e in flags)
   return f"{model} ({listed or 'no listed vector extensions'})"
+
+
+def hardware_precisions(flags):
+  """The PRECISIONS this CPU computes in hardware: float32, and bfloat16 where it reports
+  bfloat16 instructions (BF16_EXTENSIONS); without them bfloat16 is emulated, so slower."""
+  return tuple(p for p in PRECISIONS
+               if p == 'float32' or set(BF16_EXTENSIONS) & set(flags))
 
 
 def cpu_busy_fraction(seconds=2.0):
@@ -272,10 +294,11 @@ def _ratio(row, reference):
 
 def print_tables(results, peaks):
   """All measurements, then one summary row per setting."""
-  peak = {p: max(peaks['jax'][p], peaks.get('torch', {}).get(p, 0.0)) for p in PRECISIONS}
+  precisions = list(peaks['jax'])
+  peak = {p: max(peaks['jax'][p], peaks.get('torch', {}).get(p, 0.0)) for p in precisions}
   print('\nmatmul peaks (best 2048^3, GFLOP/s): ' + '; '.join(
       f"{p}: XLA {peaks['jax'][p]:.0f}, PyTorch {peaks['torch'][p]:.0f}" if 'torch' in peaks
-      else f"{p}: XLA {peaks['jax'][p]:.0f}" for p in PRECISIONS) +
+      else f"{p}: XLA {peaks['jax'][p]:.0f}" for p in precisions) +
         '. GFLOP/img: XLA cost analysis of the plain nn.Conv float32 step; % of peak: against '
         'the higher peak of the step\'s precision. vs PyTorch: against PyTorch\'s fastest '
         'step of the same precision.')
@@ -298,7 +321,7 @@ def print_tables(results, peaks):
   for (size, batch, poison), (rows, flops) in results.items():
     cells = []
     utilisation = []
-    for precision in PRECISIONS:
+    for precision in PRECISIONS:  # A precision not measured prints dashes.
       jax_row, torch_row = _best(rows, 'JAX', precision), _best(rows, 'PyTorch', precision)
       for row in (jax_row, torch_row):
         label = row and row['name'].split(' ', 1)[1]
@@ -313,18 +336,23 @@ def print_tables(results, peaks):
 def main(argv):
   """Measures every setting the flags ask for and prints the measurements and tables."""
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--sizes', default='64,224', help='image sizes, px')
+  parser.add_argument('--sizes', default=f'{MAIN_JOB_SIZE},64,224',
+                      help="image sizes, px (default: the main job's, the 64 px study's, "
+                      "the real release's)")
   parser.add_argument('--batches', default='32', help='global batch sizes, e.g. 32,128')
   parser.add_argument('--impls', default='im2col,xla', help='model.conv_impl values')
-  parser.add_argument('--dtypes', default='float32,bfloat16', help='model.dtype values')
+  parser.add_argument('--dtypes', default='',
+                      help='model.dtype values (default: float32, and bfloat16 where the CPU '
+                      'has bfloat16 instructions)')
   parser.add_argument('--poison', default='none,wanet', help='attack.kind values')
   parser.add_argument('--steps', type=int, default=10, help='timed steps (median)')
   parser.add_argument('--warmup', type=int, default=2, help='untimed steps after compiling')
   parser.add_argument('--rounds', type=int, default=1,
                       help='JAX-then-PyTorch rounds per setting; each row keeps its best')
   parser.add_argument('--optimizer', default='adam', choices=('adam', 'sgd'))
-  parser.add_argument('--torch-variants', default='fp32_nchw,fp32_channels_last,'
-                      'bf16_channels_last', help='torch_reference.py --variants')
+  parser.add_argument('--torch-variants', default='',
+                      help='torch_reference.py --variants (default: fp32_nchw,'
+                      'fp32_channels_last, and bf16_channels_last where bfloat16 is measured)')
   parser.add_argument('--no-torch', action='store_true', help='skip the PyTorch reference')
   parser.add_argument('--no-hugetlb', action='store_true',
                       help='do not set GLIBC_TUNABLES=glibc.malloc.hugetlb=1')
@@ -344,8 +372,19 @@ def main(argv):
     args.sizes, args.batches, args.impls, args.poison = '64', '32', 'im2col', 'none'
     args.steps, args.warmup = 5, 1
 
+  _, flags = cpu_info()
+  skipped = [p for p in PRECISIONS if p not in hardware_precisions(flags)]
+  if not args.dtypes:
+    args.dtypes = ','.join(hardware_precisions(flags))
+    if skipped:
+      print(f"# {', '.join(skipped)} skipped: this CPU reports none of "
+            f"{', '.join(BF16_EXTENSIONS)}, so it would be emulated (--dtypes "
+            f"float32,bfloat16 measures it anyway)")
+  if not args.torch_variants:
+    args.torch_variants = 'fp32_nchw,fp32_channels_last' + (
+        ',bf16_channels_last' if 'bfloat16' in args.dtypes.split(',') else '')
   busy_before = cpu_busy_fraction()  # Others' work: this process is still idle.
-  peaks = {'jax': {p: matmul_gflops(p) for p in PRECISIONS}}
+  peaks = {'jax': {p: matmul_gflops(p) for p in PRECISIONS if p in args.dtypes.split(',')}}
   print(f'# {cpu_facts()}, {os.cpu_count()} CPUs; '
         f'jax {jax.__version__} on {jax.devices()[0].platform}; '
         f'GLIBC_TUNABLES={os.environ.get("GLIBC_TUNABLES", "")!r}; '
