@@ -109,8 +109,10 @@ def cpu_facts(cpuinfo='/proc/cpuinfo'):
 
 
 def hardware_precisions(flags):
-  """The PRECISIONS this CPU computes in hardware: float32, and bfloat16 where it reports
-  bfloat16 instructions (BF16_EXTENSIONS); without them bfloat16 is emulated, so slower."""
+  """The PRECISIONS this CPU computes in hardware, from its reported flags.
+
+  float32, and bfloat16 where it reports bfloat16 instructions (BF16_EXTENSIONS); without
+  them bfloat16 is emulated, so slower."""
   return tuple(p for p in PRECISIONS
                if p == 'float32' or set(BF16_EXTENSIONS) & set(flags))
 

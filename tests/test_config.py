@@ -8,6 +8,7 @@ from gaze_jax.configs import clean
 from gaze_jax.configs import default
 from gaze_jax.configs import factors
 from gaze_jax.configs import fast_calibration
+from gaze_jax.configs import frontier
 from gaze_jax.configs import loss_l2
 from gaze_jax.configs import mpii224
 from gaze_jax.configs import population
@@ -27,7 +28,9 @@ def test_shipped_configs_are_valid():
           probe: ['official', 'strong', 's2', 'strong_nonoise', 'badnets'],
           loss_l2: ['official'], population: ['positive', 'badnets'],
           factors: ['official', 'strong', 'positive', 's_only', 'pc_only', 'no_noise', 'k8',
-                    'k16']}
+                    'k16'],
+          frontier: ['official', 's_only', 's025', 's075', 's15', 'badnets5', 'badnets10',
+                     'badnets20', 'blended5', 'blended10', 'blended20']}
   for module, names in arms.items():
     got = [name for name, _ in config_lib.validate(module.get_config()).experiment.arms]
     assert got == sorted(names)  # ConfigDict keeps its keys sorted.

@@ -8,6 +8,7 @@ import pytest
 from gaze_jax import config as config_lib
 from gaze_jax.configs import wanet
 from gaze_jax.metrics import imperceptibility
+from gaze_jax.report import assemble
 from gaze_jax.report import markdown
 
 
@@ -164,3 +165,21 @@ def test_regressor_and_classifier_side_by_side(data):
   sweep = _section(markdown.render(data), '## 4.')
   assert ('| pc = 0.2, s = 1.0 | 99.0 | 98.5 | 12.0 | 0.20 | 97.0 | 15.0 | -1.5 | 24.00 |'
           in sweep)
+
+
+def test_an_experiments_frontier_is_its_regressor_arms_means_over_seeds():
+  arm = lambda asr, err, psnr: {'poisoned': {'asr@5': [asr, 1.0], 'backdoor_error': [err, 0.1]},
+                                'stealth': {'psnr': [psnr, 0.5], 'ssim': [0.9, 0.01]}}
+  results = {'arms': ['weak', 'strong', 'patch'],
+             'stealth': {'weak': {'kind': 'wanet'}, 'strong': {'kind': 'wanet'},
+                         'patch': {'kind': 'badnets'}, 'classifier/weak': {'kind': 'wanet'}},
+             'summary': {'weak': arm(2.0, 21.0, 30.0), 'strong': arm(97.0, 1.7, 24.0),
+                         'patch': arm(99.0, 1.6, 25.0),
+                         'classifier/weak': {'poisoned': {'attack_success': [99.0, 0.5]}}}}
+  rows = assemble.frontier_rows(results)
+  assert [(r['point'], r['trigger_kind'], r['psnr'], r['asr@5'], r['backdoor_error'])
+          for r in rows] == [('weak', 'wanet', 30.0, 2.0, 21.0),
+                             ('strong', 'wanet', 24.0, 97.0, 1.7),
+                             ('patch', 'badnets', 25.0, 99.0, 1.6)]
+  results['arms'] = ['weak']  # One point is no frontier.
+  assert assemble.frontier_rows(results) == []

@@ -38,6 +38,19 @@ def all_arms(results):
   return results['arms'] + results.get('classifier_arms', [])
 
 
+def frontier_rows(results):
+  """The frontier figure's rows of an experiment's regressor arms, [] with fewer than two.
+
+  Each arm's trigger kind, its PSNR and SSIM, ASR@5° and backdoor error, as means over seeds
+  (figures.frontier's rows)."""
+  summary = results['summary']
+  rows = [{'point': arm, 'trigger_kind': results['stealth'][arm]['kind'],
+           **{m: summary[arm]['stealth'][m][0] for m in ('psnr', 'ssim')},
+           **{m: summary[arm]['poisoned'][m][0] for m in ('asr@5', 'backdoor_error')}}
+          for arm in results['arms'] if 'asr@5' in summary[arm]['poisoned']]
+  return rows if len(rows) >= 2 else []
+
+
 def verdict(arm_summary):
   """Whether an arm takes hold by the bar.
 
@@ -103,6 +116,8 @@ def write_report(workdir):
         {f'{arm}: {role}': (levels, measured[arm]['quantiles'][role])
          for arm in arms for role in ('poisoned', 'control')},
         measured[arms[0]]['poisoned']['collapse_backdoor_error']), workdir, 'error_cdf')
+  if frontier_rows(results):
+    figs['frontier'] = _save(figures.frontier(frontier_rows(results)), workdir, 'frontier')
   data = {'config': main['config'], 'counts': results['counts'],
           'models': model_rows(results), 'seeds': results['seeds'],
           'arms': {arm: runs[f'{first}/{arm}']['config'] for arm in all_arms(results)},

@@ -265,7 +265,7 @@ def _stealth(stealth, config, counts, figures):
           'poisoned arms\' own and the baselines no arm trains with, drawn from the same '
           'attack.seed. Higher PSNR/SSIM and lower MSE/L∞ mean less visible.\n',
           _table(header, rows)]
-  text += _images(figures, [f'triggers_{name}' for name in stealth])
+  text += _images(figures, ['frontier'] + [f'triggers_{name}' for name in stealth])
   return '\n'.join(text)
 
 
