@@ -264,6 +264,10 @@ def test_classifier_reverse_engineering_scores_every_class(tiny):
   per_class = summary['families']['patch']['per_class']
   assert len(per_class) == 4 and summary['score'] == max(per_class)
   assert summary['recovered_target'] == int(np.argmax(per_class))
+  deviation = np.median(np.abs(np.asarray(per_class) - np.median(per_class))) * 1.4826
+  excess = max(per_class) - np.median(per_class)
+  assert summary['anomaly_index'] == (pytest.approx(excess / deviation) if deviation else
+                                      (float('inf') if excess else 0.0))
   classes = classes_lib.fit(gaze, 2)
   strip = inputs.strip_statistic(classifier, images[:3], images, jax.random.key(0), n=4)
   assert strip.shape == (3,) and np.all((strip >= 0) & (strip <= np.log(4) + 1e-6))

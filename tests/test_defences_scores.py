@@ -72,3 +72,13 @@ def test_effectiveness_rating_by_hand():
   assert scores.effectiveness(before, {'asr': 90.0, 'acc': 80.0}) == 0.5
   assert scores.effectiveness(before, {'asr': 0.0, 'acc': 0.0}) == pytest.approx(0.55)
   assert scores.effectiveness(before, {'asr': 95.0, 'acc': 85.0}) == 0.5  # No credit.
+
+
+def test_anomaly_index_is_neural_cleanses_by_hand():
+  # Median 10, absolute deviations [2, 0, 1, 0, 80] -> MAD 1; (90 - 10) / (1.4826 * 1).
+  assert scores.anomaly_index([8, 10, 11, 10, 90]) == pytest.approx(80 / 1.4826, rel=1e-4)
+  assert scores.anomaly_index([10, 12, 14, 16]) == pytest.approx(3 / (1.4826 * 2), rel=1e-4)
+  assert scores.anomaly_index([5, 5, 5]) == 0.0  # Nothing stands out.
+  assert scores.anomaly_index([5, 5, 5, 9]) == float('inf')  # No spread but one outlier.
+  with pytest.raises(UserError, match='3 or more'):
+    scores.anomaly_index([1, 2])

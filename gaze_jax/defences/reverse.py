@@ -27,7 +27,8 @@ Scores, measured on held-out clean faces with the recovered trigger:
   families. The recovered target is the triggered outputs' mean direction.
 - classifier: `flip_rate` (%), the share of faces not of class c classified as c under
   class c's trigger; the model's score is the highest over classes and families, the
-  recovered target that class.
+  recovered target that class, and Neural Cleanse's `anomaly_index` of that class's flip
+  rate among all classes' (scores.anomaly_index; above 2 flags the model on its own).
 """
 import dataclasses
 import functools
@@ -40,6 +41,7 @@ import optax
 from gaze_jax import geometry
 from gaze_jax.attacks import triggers
 from gaze_jax.attacks import wanet
+from gaze_jax.defences import scores
 from gaze_jax.errors import UserError
 from gaze_jax.metrics import attack
 
@@ -222,6 +224,8 @@ def reverse_engineer(network, pool01, clean01, key, settings=Settings(), familie
   pick = (max if classify else min)(results, key=lambda fam: results[fam][key_name])
   summary = {'families': results, 'family': pick, 'score': results[pick][key_name],
              'score_name': key_name, 'recovered_target': results[pick]['recovered_target']}
+  if classify:  # Flagged on its own, without a clean population (Neural Cleanse's rule).
+    summary['anomaly_index'] = results[pick]['anomaly_index']
   if true_spec is not None and not classify and true_spec.kind != 'none':
     summary['target_distance_deg'] = float(attack.error_deg(
         np.asarray(summary['recovered_target']), np.asarray(true_spec.target_gaze)))
@@ -230,7 +234,8 @@ def reverse_engineer(network, pool01, clean01, key, settings=Settings(), familie
 
 def _best_class(network, family, pool01, clean01, clean_out, key, settings):
   """A classifier's search for every class: ({'flip_rate' of the best class, 'per_class',
-  'recovered_target'}, that class's parameters)."""
+  'recovered_target', Neural Cleanse's 'anomaly_index' over the classes' flip rates}, that
+  class's parameters)."""
   clean_class = np.argmax(clean_out, -1)
   rates, params_by_class = [], []
   for c in range(clean_out.shape[-1]):
@@ -241,5 +246,5 @@ def _best_class(network, family, pool01, clean01, clean_out, key, settings):
                  if others.any() else 0.0)
     params_by_class.append(params)
   best = int(np.argmax(rates))
-  return {'flip_rate': rates[best], 'per_class': rates, 'recovered_target': best}, \
-      params_by_class[best]
+  return {'flip_rate': rates[best], 'per_class': rates, 'recovered_target': best,
+          'anomaly_index': scores.anomaly_index(rates)}, params_by_class[best]

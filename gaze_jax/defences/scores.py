@@ -1,5 +1,6 @@
 """Scores of a defence: detection AUROC and FPR at 95 % detection, the spread and entropy
-of perturbed predictions, and BackdoorBench's defence effectiveness rating (host NumPy).
+of perturbed predictions, Neural Cleanse's anomaly index and BackdoorBench's defence
+effectiveness rating (host NumPy).
 
 Detection scores are oriented so that HIGHER means "triggered" (or "backdoored"); a
 detector whose natural statistic is low for triggered inputs (STRIP's spread or entropy)
@@ -80,6 +81,26 @@ def entropy_per_row(logits):
   logp = logits - logits.max(axis=-1, keepdims=True)
   logp -= np.log(np.exp(logp).sum(axis=-1, keepdims=True))
   return -(np.exp(logp) * logp).sum(axis=-1).mean(axis=1)
+
+
+NC_THRESHOLD = 2.0  # Neural Cleanse flags a model whose anomaly index exceeds 2.
+
+
+def anomaly_index(per_class):
+  """Neural Cleanse's anomaly index of the most extreme class, oriented so high = backdoored.
+
+  (max - median) / (1.4826 x median absolute deviation) over the per-class values, where a
+  value is high for a class the network is easy to flip to (here the flip rate, %, of a
+  budgeted trigger; Neural Cleanse uses the negated mask norm). A model scoring above
+  NC_THRESHOLD is flagged; the score needs no population of clean models."""
+  values = np.asarray(per_class, np.float64).ravel()
+  if len(values) < 3 or not np.isfinite(values).all():
+    raise UserError(f'the anomaly index needs 3 or more finite per-class values, got {values}')
+  mad = stats.median_abs_deviation(values, scale='normal')  # x 1.4826: the normal's sd.
+  excess = values.max() - np.median(values)
+  if mad == 0:
+    return float('inf') if excess > 0 else 0.0
+  return float(excess / mad)
 
 
 def effectiveness(before, after):

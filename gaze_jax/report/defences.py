@@ -86,18 +86,22 @@ def _task_tables(task, runs, population):
                       'mean statistic clean / triggered', 'statistic'], rows), '']
   rev = [(name, r) for name, r in runs.items() if 'reverse' in r]
   if rev:
-    score = 'max flip rate (%)' if task == 'classification' else 'min spread ratio'
+    score = ('max flip rate (%) (anomaly index)' if task == 'classification'
+             else 'min spread ratio')
     rows = []
     for name, r in rev:
       x = r['reverse']
       fam = x['families'][x['family']]
-      rows.append([name, r['attack'], _fmt(x['score'], 3), x['family'], _fmt(fam['size'], 3),
+      value = _fmt(x['score'], 3) + (f" ({_fmt(x['anomaly_index'])})" if 'anomaly_index' in x
+                                     else '')
+      rows.append([name, r['attack'], value, x['family'], _fmt(fam['size'], 3),
                    _fmt(x['recovered_target']), _fmt(x.get('target_distance_deg')),
                    _fmt(fam.get('similarity'))])
     parts += ['### Model-level detection by trigger reverse-engineering\n',
               'A warp field and a mask-and-pattern are optimised on the clean data to collapse '
               'the outputs (regressor: spread of the triggered outputs over the clean ones, '
-              'low = backdoored; classifier: flip rate to a class, high = backdoored). Size: '
+              'low = backdoored; classifier: flip rate to a class, high = backdoored, and Neural '
+              'Cleanse\'s anomaly index of that class among all classes, above 2 flagged). Size: '
               'mean displacement (px) of a warp, mask share of a patch. Similarity: cosine of '
               'the recovered and true warp fields, or the recovered mask\'s share inside the '
               'true patch.\n',
