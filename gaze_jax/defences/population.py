@@ -13,6 +13,7 @@ scored on the held-out split, clean and with the run's true trigger.
 import dataclasses
 import glob
 import os
+import time
 
 import jax
 import numpy as np
@@ -106,15 +107,25 @@ def load_data(run):
           'mean': train_gaze.mean(axis=0), 'classes': classes_lib.fit(train_gaze, run.task.bins)}
 
 
-def defend_run(run_dir, options, poisoned=True):
+def defend_run(run_dir, options, poisoned=True, log=lambda line: None):
   """{defence: result} for the run in `run_dir`, and the recovered triggers' arrays.
 
-  A clean run (poisoned=False) gets only 'reverse', for the population's negatives.
+  A clean run (poisoned=False) gets only 'reverse', for the population's negatives. Each
+  defence (and mitigation fraction) is logged with its wall seconds, which stay out of the
+  results (a machine's facts, not what the defence computed).
   """
+  clock = [time.perf_counter()]
+
+  def done(what):
+    now = time.perf_counter()
+    log(f'  {what}: {now - clock[0]:.0f} s')
+    clock[0] = now
+
   run = runs.load(run_dir)
   state, trigger = runs.restore(run_dir, run)
   net = network_lib.from_run(run, state)
   data = load_data(run)
+  done('model and data')
   key = jax.random.key(options.seed)
   n_train = len(data['train_images'])
   pool_idx = defender_indices(n_train, max(options.fractions), options.seed)
@@ -129,6 +140,7 @@ def defend_run(run_dir, options, poisoned=True):
     summary, found = reverse.reverse_engineer(
         net, pool, clean, jax.random.fold_in(key, 1), settings,
         true_spec=spec if poisoned else None, true_trigger=trigger if poisoned else None)
+    done('reverse')
     if 'reverse' in options.defences:
       out['reverse'] = summary
     arrays = _trigger_arrays(found, spec, trigger, clean.shape[1], settings, poisoned)
@@ -138,6 +150,7 @@ def defend_run(run_dir, options, poisoned=True):
   for d, name in enumerate(inputs.DETECTORS):
     if name in options.defences:
       out[name] = inputs.detect(name, net, clean, triggered, pool, jax.random.fold_in(key, 2 + d))
+      done(name)
   measure = lambda n: mitigation.evaluate(n, clean, data['test_gaze'], spec, trigger,
                                           data['mean'], data['classes'])
   before = measure(net) if set(mitigation.MITIGATIONS) & set(options.defences) else None
@@ -164,6 +177,7 @@ def defend_run(run_dir, options, poisoned=True):
         tuned, _ = mitigation.finetune(net, pool, pool_gaze, mkey, **kwargs)
       out[name][f'{fraction:g}'] = dict(mitigation.before_after(before, measure(tuned)),
                                         examples=count, steps=options.steps, **extra)
+      done(f'{name} on {fraction:g} of the training split')
   return out, arrays
 
 
@@ -252,7 +266,7 @@ def defend(workdir, options=Options(), log=print):
     if not is_poisoned and not with_clean:
       continue
     log(f'defending {name} ({specs[name].attack.kind}): {", ".join(options.defences)}')
-    out, arrays = defend_run(run_dir, options, poisoned=is_poisoned)
+    out, arrays = defend_run(run_dir, options, poisoned=is_poisoned, log=log)
     results[name] = {**results.get(name, {}), **out}
     if arrays:
       files.save_arrays(os.path.join(workdir, 'defences', name.replace(os.sep, '_')), arrays)
