@@ -217,12 +217,12 @@ def test_fine_tuning_learns_and_holds_the_pruned_channels_cut(tiny):
   assert np.all(kernel[channels] == 0) and np.all(kernel[mask == 1] != 0)
 
 
-def test_fine_tuning_on_a_pool_prefix_is_fine_tuning_on_that_subset_in_one_compiled_scan(tiny):
+def test_fine_tuning_on_a_pool_prefix_is_fine_tuning_on_that_subset_with_one_compiled_step(tiny):
   net, images, gaze = tiny
   key = jax.random.key(3)
   leaves = lambda n: jax.tree.leaves(n.variables)
   alone, _ = mitigation.finetune(net, images[:7], gaze[:7], key, steps=3, lr=1e-2)
-  compiled = mitigation._train._cache_size()  # pylint: disable=protected-access
+  compiled = mitigation._step._cache_size()  # pylint: disable=protected-access
   prefix, _ = mitigation.finetune(net, images[:20], gaze[:20], key, steps=3, lr=1e-2, count=7)
   for a, b in zip(leaves(alone), leaves(prefix)):
     np.testing.assert_allclose(a, b, atol=1e-6)
@@ -231,7 +231,7 @@ def test_fine_tuning_on_a_pool_prefix_is_fine_tuning_on_that_subset_in_one_compi
     mitigation.finetune(net, images[:20], gaze[:20], key, steps=3, lr=1e-2, count=count)
     mitigation.finetune(net, images[:20], gaze[:20], key, steps=3, lr=1e-2, count=count,
                         head_mask=mask)
-  assert mitigation._train._cache_size() == compiled + 1  # pylint: disable=protected-access
+  assert mitigation._step._cache_size() == compiled + 1  # pylint: disable=protected-access
 
 
 def test_unlearning_puts_the_trigger_on_a_share_of_each_batch(tiny):

@@ -181,16 +181,16 @@ def test_a_target_near_the_mean_gaze_is_refused():
   loop.check_target(dataclasses.replace(near, kind='none'), mean)  # No attack.
 
 
-def test_every_defence_runs_on_a_trained_run_in_two_compiled_mitigation_scans(workdir):
+def test_every_defence_runs_on_a_trained_run_in_two_compiled_mitigation_steps(workdir):
   """--mode=defend's whole path on the poisoned run: every defence's result, the defender's
   nested fractions, a log line with each one's time, and fine-tuning and Fine-Pruning of
-  every fraction sharing one compiled scan (unlearning, with its trigger, another)."""
+  every fraction sharing one compiled step (unlearning, with its trigger, another)."""
   run_dir = os.path.join(workdir, 'seed0', 'poisoned')
   lines = []
-  compiled = mitigation._train._cache_size()  # pylint: disable=protected-access
+  compiled = mitigation._step._cache_size()  # pylint: disable=protected-access
   saved = population.defend(run_dir, population.check_options(['all'], ['0.1', '0.5'], 2),
                             log=lines.append)
-  assert mitigation._train._cache_size() == compiled + 2  # pylint: disable=protected-access
+  assert mitigation._step._cache_size() == compiled + 2  # pylint: disable=protected-access
   result = saved['runs']['poisoned']
   assert set(population.DEFENCES) <= set(result)
   n_train = _results(workdir)['counts']['train']

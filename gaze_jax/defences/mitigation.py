@@ -1,7 +1,7 @@
 """Mitigation: remove the backdoor with the defender's clean data, and measure what it cost.
 
 - `finetune`: every weight trained on the clean faces (L1 to the gaze, or cross-entropy to
-  its class), BatchNorm statistics updated, optax Adam, one jitted `lax.scan`.
+  its class), BatchNorm statistics updated, optax Adam, one jitted step.
 - `prune` (Fine-Pruning, Liu et al., RAID 2018): the last stage's channels ranked by their
   mean activation on the clean faces (the globally pooled post-ReLU output of the last
   block, the network's penultimate features), the least active `ratio` of them pruned by
@@ -45,15 +45,18 @@ def _labels(network, gaze, classes):
   return gaze
 
 
-@functools.partial(jax.jit, static_argnums=(0, 6, 7, 8, 9, 10))
-def _train(module, variables, images, labels, count, key, steps, batch, lr, classify, trigger,
-           trigger_params, head_mask):
+def _mask_head(params, head_mask):
+  fc = dict(params['fc'], kernel=params['fc']['kernel'] * head_mask[:, None])
+  return dict(params, fc=fc)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
+def _step(module, batch, lr, classify, trigger, carry, images, labels, count, key, i,
+          trigger_params, head_mask):
+  """One fine-tuning step: a batch drawn from the first `count` faces, Adam, the head's
+  pruned rows held at zero."""
   tx = optax.adam(lr)
   n_triggered = int(round(UNLEARN_SHARE * batch)) if trigger is not None else 0
-
-  def mask_head(params):
-    fc = dict(params['fc'], kernel=params['fc']['kernel'] * head_mask[:, None])
-    return dict(params, fc=fc)
 
   def loss_fn(params, stats, x, y):
     out, new = module.apply({'params': params, 'batch_stats': stats}, x, train=True,
@@ -64,21 +67,30 @@ def _train(module, variables, images, labels, count, key, steps, batch, lr, clas
       loss = jnp.mean(jnp.abs(out - y))
     return loss, new['batch_stats']
 
-  def step(carry, i):
-    params, stats, opt = carry
-    idx = jax.random.randint(jax.random.fold_in(key, i), (batch,), 0, count)
-    x, y = images[idx], labels[idx]
-    if n_triggered:  # True labels kept: the trigger must stop mattering.
-      x = jnp.concatenate([reverse.apply(trigger[0], trigger_params, x[:n_triggered],
-                                         trigger[1]), x[n_triggered:]])
-    (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, stats, x, y)
-    updates, opt = tx.update(grads, opt, params)
-    return (mask_head(optax.apply_updates(params, updates)), stats, opt), loss
+  params, stats, opt = carry
+  idx = jax.random.randint(jax.random.fold_in(key, i), (batch,), 0, count)
+  x, y = images[idx], labels[idx]
+  if n_triggered:  # True labels kept: the trigger must stop mattering.
+    x = jnp.concatenate([reverse.apply(trigger[0], trigger_params, x[:n_triggered],
+                                       trigger[1]), x[n_triggered:]])
+  (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, stats, x, y)
+  updates, opt = tx.update(grads, opt, params)
+  return (_mask_head(optax.apply_updates(params, updates), head_mask), stats, opt), loss
 
-  params = mask_head(variables['params'])
-  (params, stats, _), losses = jax.lax.scan(
-      step, (params, variables['batch_stats'], tx.init(params)), jnp.arange(steps))
-  return {'params': params, 'batch_stats': stats}, losses
+
+def _train(module, variables, images, labels, count, key, steps, batch, lr, classify, trigger,
+           trigger_params, head_mask):
+  # A Python loop over one jitted step, not a lax.scan: XLA:CPU runs the convolutions of a
+  # loop body far slower than the same step at top level (about 15x here, with the Eigen
+  # convolutions run.py selects). The steps are dispatched without waiting on each other.
+  params = _mask_head(variables['params'], head_mask)
+  carry = (params, variables['batch_stats'], optax.adam(lr).init(params))
+  losses = []
+  for i in range(steps):
+    carry, loss = _step(module, batch, lr, classify, trigger, carry, images, labels, count,
+                        key, i, trigger_params, head_mask)
+    losses.append(loss)
+  return {'params': carry[0], 'batch_stats': carry[1]}, jnp.stack(losses)
 
 
 def finetune(network, images01, gaze, key, classes=None, steps=STEPS, batch=BATCH,
@@ -87,7 +99,7 @@ def finetune(network, images01, gaze, key, classes=None, steps=STEPS, batch=BATC
 
   Batches are drawn from the first `count` faces alone, a traced number: fine-tuning on
   nested subsets of one pool (the defender's fractions), pruned or not, runs one compiled
-  scan (unlearning, whose trigger is static, another).
+  step (unlearning, whose trigger is static, another).
 
   Args:
     network: network.Network.
