@@ -260,14 +260,19 @@ def test_classifier_reverse_engineering_scores_every_class(tiny):
   classifier = network_lib.Network(Tiny(outputs=4), Tiny(outputs=4).init(
       jax.random.key(1), jnp.zeros((1, 16, 16, 3))), 'classification')
   summary, _ = reverse.reverse_engineer(classifier, images, images, jax.random.key(0),
-                                        reverse.Settings(steps=3), families=('patch',))
-  per_class = summary['families']['patch']['per_class']
-  assert len(per_class) == 4 and summary['score'] == max(per_class)
-  assert summary['recovered_target'] == int(np.argmax(per_class))
-  deviation = np.median(np.abs(np.asarray(per_class) - np.median(per_class))) * 1.4826
-  excess = max(per_class) - np.median(per_class)
-  assert summary['anomaly_index'] == (pytest.approx(excess / deviation) if deviation else
-                                      (float('inf') if excess else 0.0))
+                                        reverse.Settings(steps=3), families=('patch', 'warp'))
+  indices = {}
+  for family, found in summary['families'].items():
+    per_class = found['per_class']
+    assert len(per_class) == 4 and found['flip_rate'] == max(per_class)
+    assert found['recovered_target'] == int(np.argmax(per_class))
+    deviation = np.median(np.abs(np.asarray(per_class) - np.median(per_class))) * 1.4826
+    excess = max(per_class) - np.median(per_class)
+    indices[family] = (excess / deviation if deviation else (np.inf if excess else 0.0))
+    assert found['anomaly_index'] == pytest.approx(indices[family])
+  assert summary['score'] == max(f['flip_rate'] for f in summary['families'].values())
+  assert summary['anomaly_index'] == pytest.approx(max(indices.values()))
+  assert summary['anomaly_family'] == max(indices, key=indices.get)
   classes = classes_lib.fit(gaze, 2)
   strip = inputs.strip_statistic(classifier, images[:3], images, jax.random.key(0), n=4)
   assert strip.shape == (3,) and np.all((strip >= 0) & (strip <= np.log(4) + 1e-6))

@@ -27,8 +27,9 @@ Scores, measured on held-out clean faces with the recovered trigger:
   families. The recovered target is the triggered outputs' mean direction.
 - classifier: `flip_rate` (%), the share of faces not of class c classified as c under
   class c's trigger; the model's score is the highest over classes and families, the
-  recovered target that class, and Neural Cleanse's `anomaly_index` of that class's flip
-  rate among all classes' (scores.anomaly_index; above 2 flags the model on its own).
+  recovered target that class; and Neural Cleanse's `anomaly_index`, the highest over the
+  families of the best class's flip rate among all classes' (scores.anomaly_index; above 2
+  flags the model on its own), with that family and class.
 """
 import dataclasses
 import functools
@@ -231,8 +232,11 @@ def reverse_engineer(network, pool01, clean01, key, settings=Settings(), familie
   pick = (max if classify else min)(results, key=lambda fam: results[fam][key_name])
   summary = {'families': results, 'family': pick, 'score': results[pick][key_name],
              'score_name': key_name, 'recovered_target': results[pick]['recovered_target']}
-  if classify:  # Flagged on its own, without a clean population (Neural Cleanse's rule).
-    summary['anomaly_index'] = results[pick]['anomaly_index']
+  if classify:  # Flagged on its own, without a clean population (Neural Cleanse's rule):
+    # the family whose classes stand out most (a universal patch flips every class alike).
+    outlier = max(results, key=lambda fam: results[fam]['anomaly_index'])
+    summary.update(anomaly_index=results[outlier]['anomaly_index'], anomaly_family=outlier,
+                   anomaly_target=results[outlier]['recovered_target'])
   if true_spec is not None and not classify and true_spec.kind != 'none':
     summary['target_distance_deg'] = float(attack.error_deg(
         np.asarray(summary['recovered_target']), np.asarray(true_spec.target_gaze)))
