@@ -4,8 +4,6 @@ positive control, the same without the noise mode) beside arms that change one k
 official defaults (k = 4, s = 0.5, pc = 0.1, cross_ratio = 2):
 - s_only: s = 1;  pc_only: pc = 0.2;  no_noise: cross_ratio = 0;
 - k8, k16: the control grid k = 8 and 16 at the official s (a finer, more local warp);
-- pc4, pc5: 4 and 5 of every 32 faces poisoned (pc = 0.125, 0.15625), between the official
-  3 (pc = 0.1, truncated from 3.2) and pc_only's 6;
 and the classifier on the same faces and trigger (3 x 3 direction classes, cross-entropy, its
 own control) under the official defaults. Every arm shares the seed's clean control, and the
 runs of configs/fast_calibration.py are the same runs (a workdir holding them reuses them).
@@ -25,8 +23,6 @@ def get_config():
       'no_noise': {'attack': {'cross_ratio': 0.0}},
       'k8': {'wanet': {'k': 8}},
       'k16': {'wanet': {'k': 16}},
-      'pc4': {'attack': {'pc': 4 / 32}},
-      'pc5': {'attack': {'pc': 5 / 32}},
   })
   c.experiment.classifier_arms = ('official',)
   return c

@@ -28,7 +28,7 @@ def test_shipped_configs_are_valid():
           probe: ['official', 'strong', 's2', 'strong_nonoise', 'badnets'],
           loss_l2: ['official'], population: ['positive', 'badnets'],
           factors: ['official', 'strong', 'positive', 's_only', 'pc_only', 'no_noise', 'k8',
-                    'k16', 'pc4', 'pc5'],
+                    'k16'],
           frontier: ['official', 's_only', 's025', 's075', 's15', 'badnets5', 'badnets10',
                      'badnets20', 'blended5', 'blended10', 'blended20']}
   for module, names in arms.items():
