@@ -81,7 +81,7 @@ def _step(module, batch, lr, classify, trigger, carry, images, labels, count, ke
 def _train(module, variables, images, labels, count, key, steps, batch, lr, classify, trigger,
            trigger_params, head_mask):
   # A Python loop over one jitted step, not a lax.scan: XLA:CPU runs the convolutions of a
-  # loop body far slower than the same step at top level (about 15x here, with the Eigen
+  # loop body far slower than the same step at top level (about 24x here, with the Eigen
   # convolutions run.py selects). The steps are dispatched without waiting on each other.
   params = _mask_head(variables['params'], head_mask)
   carry = (params, variables['batch_stats'], optax.adam(lr).init(params))

@@ -83,14 +83,18 @@ def find_runs(workdir):
   return [(os.path.relpath(d, workdir), d) for d in found]
 
 
+def defender_count(n_train, fraction):
+  """How many of the n training examples the defender holds: max(2, round(fraction * n))."""
+  return min(n_train, max(2, int(round(fraction * n_train))))
+
+
 def defender_indices(n_train, fraction, seed):
   """Draws the indices of the defender's clean subset.
 
   Indices of the defender's clean subset: a seeded max(2, round(fraction * n)) of the n
   training examples, in a seeded order that makes each smaller fraction's subset a prefix of
   a larger one's (so mitigation draws every fraction from one pool, mitigation.finetune)."""
-  count = min(n_train, max(2, int(round(fraction * n_train))))
-  return np.random.default_rng([seed, 7]).permutation(n_train)[:count]
+  return np.random.default_rng([seed, 7]).permutation(n_train)[:defender_count(n_train, fraction)]
 
 
 def load_data(run):
@@ -159,7 +163,7 @@ def defend_run(run_dir, options, poisoned=True, log=lambda line: None):
       continue
     out[name] = {}
     for fraction in options.fractions:
-      count = len(defender_indices(n_train, fraction, options.seed))  # A prefix of the pool.
+      count = defender_count(n_train, fraction)  # The pool's first faces are this fraction's.
       mkey = jax.random.fold_in(key, 10 + m)
       kwargs = {'classes': data['classes'], 'steps': options.steps, 'count': count}
       extra = {}
