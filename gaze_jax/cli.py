@@ -20,7 +20,6 @@ import importlib.util
 import os
 import signal
 import sys
-import warnings
 
 from absl import app
 from absl import flags
@@ -40,10 +39,6 @@ def fail(message, status=2, prefix='error: '):
   sys.stderr.flush()
   sys.stderr.write(f'{prefix}{line}\n')  # One write: other threads' output can't split it.
   sys.stderr.flush()
-  # A library coroutine the failure left unawaited (orbax's restore of a damaged checkpoint)
-  # would warn as the interpreter exits, after the line.
-  warnings.filterwarnings('ignore', message=r'coroutine .* was never awaited',
-                          category=RuntimeWarning)
   sys.exit(status)
 
 

@@ -126,7 +126,7 @@ ABSL_WARNING = r'W\d{4} [\d:. ]+\d+ \w+\.py:\d+\] '  # The prefix of an absl war
 def assert_warnings(lines, warnings):
   """Each line is an absl warning whose message matches the regex in `warnings` at its
   place, and there are no other lines."""
-  assert len(lines) == len(warnings), lines
+  assert len(lines) == len(warnings), '\n'.join(lines)  # Whole: a list's repr is cut.
   for line, warning in zip(lines, warnings):
     assert re.match(ABSL_WARNING + warning, line), line
 

@@ -4,7 +4,8 @@ When a checkpoint cannot be read or written, the main thread turns the failure i
 `error:` line (checkpoints.py), while those libraries' background threads print tens to
 hundreds of tracebacks of the same failure: coroutines garbage-collected with their error
 ("Exception ignored in"), tensorstore callbacks into a closed event loop, asyncio's "Task
-exception was never retrieved", orbax's log of its failed save thread. `divert()` sends
+exception was never retrieved", orbax's log of its failed save thread, and the RuntimeWarning of a restore's coroutine left
+unawaited when a damaged checkpoint is skipped. `divert()` sends
 those, and only those (told by the files their tracebacks and log records come from), to
 absl's DEBUG log, where `--verbosity=1` shows them; everything else is printed as before.
 """
@@ -13,6 +14,7 @@ import os
 import sys
 import threading
 import traceback
+import warnings
 
 from absl import logging
 
@@ -29,6 +31,11 @@ def divert():
                                'an exception in {}')
   for name in ('absl', 'asyncio'):  # orbax logs through absl.logging.
     std_logging.getLogger(name).addFilter(_demote)
+  # The warning names neither the coroutine's file nor a stable module (it is raised in
+  # whichever frame runs when the coroutine is collected), so it is told by its message:
+  # gaze_jax defines no coroutine (tests/test_architecture.py), so any is a library's.
+  warnings.filterwarnings('ignore', message=r'coroutine .* was never awaited',
+                          category=RuntimeWarning)
 
 
 def _from_libraries(tb):
