@@ -62,15 +62,3 @@ def test_defender_subsets_are_nested_and_seeded():
   assert len(small) == 10 and len(large) == 100 and set(small) <= set(large)
   assert list(population.defender_indices(1000, 0.01, 0)) == list(small)
   assert len(population.defender_indices(50, 0.001, 0)) == 2
-
-
-def test_a_failure_is_one_line_even_with_a_coroutine_left_unawaited():
-  """A library coroutine a failure leaves unawaited (orbax's restore of a damaged checkpoint)
-  warns as the interpreter exits; the refusal stays the only line."""
-  code = ('from gaze_jax import cli\n'
-          'async def restore():\n  pass\n'
-          'pending = restore()\n'
-          "cli.fail('no intact checkpoint')\n")
-  out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
-                       timeout=120)
-  assert out.returncode == 2 and out.stderr == 'error: no intact checkpoint\n', out.stderr
