@@ -9,6 +9,8 @@ from gaze_jax.configs import default
 from gaze_jax.configs import factors
 from gaze_jax.configs import fast_calibration
 from gaze_jax.configs import frontier
+from gaze_jax.configs import granularity
+from gaze_jax.configs import length
 from gaze_jax.configs import loss_l2
 from gaze_jax.configs import mpii224
 from gaze_jax.configs import population
@@ -40,6 +42,24 @@ def test_shipped_configs_are_valid():
   config_lib.validate(clean.get_config())
   config_lib.validate(wanet.get_config())
   config_lib.validate(wanet_strong.get_config())
+
+
+def test_parametrised_configs_change_only_their_axis():
+  """configs/length.py:MULT and configs/granularity.py:KIND,BINS differ from the main job's
+  official arm in the one thing they name; a malformed parameter is refused."""
+  base = fast_calibration.get_config()
+  base.experiment.arms = {'official': {}}
+  base = config_lib.validate(base).config
+  for module, parameter, expected in (
+      (length, '8', {'train.num_epochs': 80}),
+      (granularity, 'binned,30', {'task.kind': 'binned', 'task.bins': 30}),
+      (granularity, 'classification,12', {'task.kind': 'classification', 'task.bins': 12})):
+    got = config_lib.validate(module.get_config(parameter)).config
+    assert {f: got[f.split('.')[0]][f.split('.')[1]]
+            for f in config_lib.differences(got, base)} == expected
+  for module, parameter in ((length, 'x2'), (length, '0'), (granularity, 'binned,many')):
+    with pytest.raises(ConfigError, match=module.__name__.rsplit('.', 1)[-1]):
+      module.get_config(parameter)
 
 
 def test_real_data_config_names_the_missing_files(tmp_path):
