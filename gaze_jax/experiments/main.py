@@ -201,7 +201,10 @@ def run(run_spec, workdir, show_progress=True):
   used = {arm.attack.kind for arm in base_arms.values()}
   by_name.update({kind: pair for kind, pair in triggers.triggers_by_kind(base_attack, size).items()
                   if kind not in used})
-  summary['stealth'] = imperceptibility.measure_all(by_name, images)
+  # The arms' are the first seed's, measured beside their models; the baselines' measured here.
+  summary['stealth'] = {**{name: per_seed[0]['arms'][name]['stealth'] for name in base_arms},
+                        **imperceptibility.measure_all(
+                            {k: v for k, v in by_name.items() if k not in base_arms}, images)}
   if jax.process_index() == 0:
     files.write_json(os.path.join(workdir, rundir.RESULTS_FILE), dict(summary, runs=results))
     for name, (spec, trigger) in by_name.items():

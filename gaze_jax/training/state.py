@@ -58,9 +58,15 @@ def model(run, axis_name=None):
 
 def initial_variables(run, rng):
   """Freshly initialised variables (params, batch_stats) of RunSpec `run`'s network."""
-  size = run.data.image_size
-  init = jax.jit(functools.partial(model(run).init, train=False))
-  return init(rng, jnp.zeros((1, size, size, 3)))
+  return _jitted_init(run.model, run.task.outputs(), run.data.image_size)(rng)
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted_init(model_spec, outputs, size):
+  """The compiled initialiser of one network and input size: compiled once per process,
+  so the models of an experiment (and the tests) share it (it took seconds per model)."""
+  init = functools.partial(resnet.from_spec(model_spec, outputs).init, train=False)
+  return jax.jit(lambda rng: init(rng, jnp.zeros((1, size, size, 3))))
 
 
 def create(run, variables, steps_per_epoch):
