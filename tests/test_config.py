@@ -32,7 +32,7 @@ def test_shipped_configs_are_valid():
           factors: ['official', 'strong', 'positive', 's_only', 'pc_only', 'no_noise', 'k8',
                     'k16'],
           frontier: ['official', 's_only', 's025', 's15', 'badnets5', 'badnets10',
-                     'badnets20', 'blended5', 'blended10', 'blended20']}
+                     'blended5', 'blended10', 'blended20']}
   for module, names in arms.items():
     got = [name for name, _ in config_lib.validate(module.get_config()).experiment.arms]
     assert got == sorted(names)  # ConfigDict keeps its keys sorted.

@@ -131,6 +131,12 @@ def test_train_batches_from_tfds(tiny_data_config):
   assert batch['image'].dtype == np.uint8 and batch['image'].shape == (8, 32, 32, 3)
   assert batch['gaze'].dtype == np.float32 and batch['gaze'].shape == (8, 2)
   assert batch['head_pose'].dtype == np.float32 and batch['head_pose'].shape == (8, 2)
+  # What the steps take of a train and an eval batch is what the warm-up compiles for.
+  eval_batch, _ = next(pipeline.eval_batches(train, 8))
+  template = pipeline.step_template(8, 32)
+  for real in (batch, eval_batch):
+    assert {k: (v.dtype, v.shape) for k, v in pipeline.step_inputs(real).items()} == {
+        k: (v.dtype, v.shape) for k, v in template.items()}
 
 
 def test_epochs_are_fresh_permutations_with_remainder_dropped():

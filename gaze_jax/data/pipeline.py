@@ -17,6 +17,7 @@ import numpy as np
 
 TRAIN_KEYS = ('image', 'gaze', 'head_pose')
 EVAL_KEYS = TRAIN_KEYS + ('person_id', 'index')
+STEP_KEYS = ('image', 'gaze')  # What the compiled train and eval steps read of a batch.
 # Row reads (array_record lookup + zlib) run in threads; zlib releases the GIL.
 READ_OPTIONS = grain.ReadOptions(num_threads=4, prefetch_buffer_size=256)
 
@@ -24,6 +25,22 @@ READ_OPTIONS = grain.ReadOptions(num_threads=4, prefetch_buffer_size=256)
 def steps_per_epoch(num_examples, global_batch_size):
   """Whole global batches per epoch (the remainder is dropped)."""
   return num_examples // global_batch_size
+
+
+def step_inputs(batch):
+  """The part of a batch the compiled steps take (STEP_KEYS).
+
+  One signature for train and eval batches, which `step_template` can stand for before any
+  data exists."""
+  return {k: batch[k] for k in STEP_KEYS}
+
+
+def step_template(rows, image_size):
+  """Zeros shaped and typed as `step_inputs` of a batch of `rows` faces of `image_size`.
+
+  What compiling a step ahead of its data needs (training/warmup.py)."""
+  return {'image': np.zeros((rows, image_size, image_size, 3), np.uint8),
+          'gaze': np.zeros((rows, 2), np.float32)}
 
 
 def _host_share(global_batch_size, process_index, process_count):

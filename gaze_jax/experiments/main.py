@@ -30,6 +30,7 @@ from gaze_jax.report import assemble
 from gaze_jax.report import figures
 from gaze_jax.training import evaluate
 from gaze_jax.training import loop
+from gaze_jax.training import warmup
 from gaze_jax.training import runs
 from gaze_jax.workdir import files
 from gaze_jax.workdir import rundir
@@ -165,19 +166,24 @@ def run(run_spec, workdir, show_progress=True):
   for seed, controls, arm_runs in design:  # Every run's config before anything trains.
     for name, spec in {**controls, **arm_runs}.items():
       rundir.check_same_config(os.path.join(seed_dir(workdir, seed), name), spec.config)
+  # The later models' steps compile in a thread while the first model starts.
+  later = [(spec, not rundir.finished(os.path.join(seed_dir(workdir, seed), name)))
+           for seed, controls, arm_runs in design
+           for name, spec in {**controls, **arm_runs}.items()][1:]
   results, per_seed = {}, []
-  for seed, controls, arm_runs in design:
-    directory = seed_dir(workdir, seed)
-    for name, spec in {**controls, **arm_runs}.items():
-      results[f'seed{seed}/{name}'] = loop.train_and_evaluate(
-          spec, os.path.join(directory, name), show_progress=show_progress, phases=phases)
-    with phases('measure'):
-      measured = {name: measure_arm(arm, os.path.join(directory, name),
-                                    os.path.join(directory, control_name(name)),
-                                    results[f'seed{seed}/{control_name(name)}'])
-                  for name, arm in arm_runs.items()}
-    per_seed.append({'seed': seed, 'clean': results[f'seed{seed}/clean']['final'],
-                     'arms': measured})
+  with warmup.ahead(later):
+    for seed, controls, arm_runs in design:
+      directory = seed_dir(workdir, seed)
+      for name, spec in {**controls, **arm_runs}.items():
+        results[f'seed{seed}/{name}'] = loop.train_and_evaluate(
+            spec, os.path.join(directory, name), show_progress=show_progress, phases=phases)
+      with phases('measure'):
+        measured = {name: measure_arm(arm, os.path.join(directory, name),
+                                      os.path.join(directory, control_name(name)),
+                                      results[f'seed{seed}/{control_name(name)}'])
+                    for name, arm in arm_runs.items()}
+      per_seed.append({'seed': seed, 'clean': results[f'seed{seed}/clean']['final'],
+                       'arms': measured})
   names = [name for name, _ in arms(run_spec)]
   classifier_names = [CLASSIFIER + name for name in run_spec.experiment.classifier_arms]
   first = results[f'seed{design[0][0]}/clean']

@@ -24,8 +24,8 @@ def predict_split(state, source, trigger, key, batch_size, spec):
   """Concatenated per-sample outputs of `steps.eval_step` over `source`, padding removed."""
   parts, eval_step = [], steps.make_eval_step(spec)
   for i, (batch, mask) in enumerate(pipeline.eval_batches(source, batch_size)):
-    out = device.unshard(eval_step(state, device.shard(batch), jax.random.fold_in(key, i),
-                                   trigger))
+    out = device.unshard(eval_step(state, device.shard(pipeline.step_inputs(batch)),
+                                   jax.random.fold_in(key, i), trigger))
     if jax.process_count() > 1:
       out, mask = multihost_utils.process_allgather((out, mask), tiled=True)
     parts.append(jax.tree.map(lambda x, m=np.asarray(mask): x[m], out))

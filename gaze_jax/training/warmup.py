@@ -1,0 +1,77 @@
+"""Compiling an experiment's later models' steps while its first model starts.
+
+An experiment trains its models one after another, and each compiles its own train and eval
+steps (their attack is static) while a core idles: building the data and compiling are
+single-threaded. `start` compiles the later models' steps ahead of time, in a thread, into
+JAX's persistent compilation cache, where each model's own first step then finds them: the
+same function of the same shapes lowers to the same program. Nothing is executed, so no
+device work or collective runs out of order.
+
+Nothing is done without a persistent cache, with several processes (each would compile
+alone), on the real release (its size, hence the schedule, is known only once it is read),
+or for a task whose train step takes the data's classes (their shapes come from the data).
+A compilation that fails here is left to the model's own step to report.
+"""
+import contextlib
+import threading
+
+import jax
+from absl import logging
+
+from gaze_jax.attacks import triggers
+from gaze_jax.data import device
+from gaze_jax.data import pipeline
+from gaze_jax.data import splits
+from gaze_jax.training import evaluate
+from gaze_jax.training import state as state_lib
+from gaze_jax.training import steps
+
+
+@contextlib.contextmanager
+def ahead(runs):
+  """Compiles the steps of `runs` in a thread while the block runs.
+
+  `runs`: (RunSpec, whether it still trains) pairs. The block's end waits for the thread,
+  error or not, so that no compilation is left running as the process exits."""
+  thread = None
+  if jax.config.jax_compilation_cache_dir and jax.process_count() == 1 and runs:
+    thread = threading.Thread(target=_compile_all, args=(list(runs),), name='warmup',
+                              daemon=True)
+    thread.start()
+  try:
+    yield
+  finally:
+    if thread:
+      thread.join()
+
+
+def _compile_all(runs):
+  for run, trains in runs:
+    try:
+      compile_steps(run, trains)
+    except Exception:  # pylint: disable=broad-except
+      logging.debug('compiling %s ahead failed', run.config, exc_info=True)
+
+
+def compile_steps(run, trains=True):
+  """Compiles RunSpec `run`'s eval step and, if it `trains` (a regressor), its train step.
+
+  Returns False, compiling nothing, if their shapes cannot be known before its data is
+  read."""
+  counts = splits.release_counts(run.data)
+  if counts is None:
+    return False
+  steps_per_epoch = pipeline.steps_per_epoch(splits.train_size(run.data, counts),
+                                             run.train.batch_size)
+  size = run.data.image_size
+  variables = state_lib.initial_variables(run, jax.random.key(run.seed))
+  state = state_lib.create(run, variables, steps_per_epoch)
+  trigger = triggers.make_trigger(run.attack, size)
+  if trains and run.task.kind == 'regression':
+    batch = device.shard(pipeline.step_template(run.train.batch_size, size))
+    step_rng = jax.random.split(jax.random.key(0))[0]
+    steps.make_train_step(run).lower(state, batch, step_rng, trigger, {}).compile()
+  batch = device.shard(pipeline.step_template(run.eval.batch_size, size))
+  steps.make_eval_step(run.attack).lower(state, batch, evaluate.eval_key(run.seed),
+                                         trigger).compile()
+  return True

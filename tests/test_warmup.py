@@ -1,0 +1,56 @@
+"""training/warmup.py: a model's steps compiled ahead are the ones its training then uses.
+
+A subprocess with an empty persistent cache trains two tiny WaNet models for one epoch, the
+first as it comes (the control) and the second (another strength, so other programs) after
+`warmup.compile_steps`: the second's train and eval steps are then persistent-cache hits (the
+same programs), the first's are not."""
+import json
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent('''
+    import json, logging, sys
+    import jax
+    jax.config.update('jax_compilation_cache_dir', sys.argv[1])
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+    from gaze_jax.models import lowering
+    lowering.use_eigen_convolutions()
+    from gaze_jax import config as config_lib
+    from gaze_jax.training import loop, warmup
+    hits = []
+    class Hits(logging.Handler):
+      def emit(self, record):
+        if 'cache hit' in record.getMessage():
+          hits.append(record.args[0])
+    logger = logging.getLogger('jax._src.compiler')
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(Hits())
+    config = config_lib.from_dict(json.loads(sys.argv[2]))
+    out = {}
+    for mode, s in (('control', 0.5), ('ahead', 1.0)):
+      config.wanet.s = s
+      run = config_lib.validate(config)
+      compiled = mode == 'ahead' and warmup.compile_steps(run)
+      hits.clear()
+      loop.train_and_evaluate(run, f'{sys.argv[3]}/{mode}', show_progress=False)
+      out[mode] = {'compiled': compiled, 'hits': list(hits)}
+    print(json.dumps(out))
+''')
+
+
+def test_steps_compiled_ahead_are_the_ones_training_uses(tmp_path, tiny_data_config,
+                                                         tiny_step_config):
+  config = tiny_step_config
+  config.data = tiny_data_config
+  config.train.num_epochs = 1
+  from gaze_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  out = subprocess.run([sys.executable, '-c', SCRIPT, str(tmp_path / 'cache'),
+                        json.dumps(config_lib.to_dict(config)), str(tmp_path)],
+                       capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  # Training's compilations found in the persistent cache: after compile_steps, the train
+  # and eval steps (pmap lowers as 'jit__fun') and nothing else; without it, none.
+  assert json.loads(out.stdout.splitlines()[-1]) == {
+      'control': {'compiled': False, 'hits': []},
+      'ahead': {'compiled': True, 'hits': ['jit__fun'] * 2}}
