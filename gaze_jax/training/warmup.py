@@ -2,7 +2,7 @@
 
 An experiment trains its models one after another, and each compiles its own train and eval
 steps (their attack is static) while a core idles: building the data and compiling are
-single-threaded. `start` compiles the later models' steps ahead of time, in a thread, into
+single-threaded. `ahead` compiles the later models' steps ahead of time, in a thread, into
 JAX's persistent compilation cache, where each model's own first step then finds them: the
 same function of the same shapes lowers to the same program. Nothing is executed, so no
 device work or collective runs out of order.
