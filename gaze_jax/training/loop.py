@@ -169,7 +169,8 @@ def _train(run, workdir, sources, labels, show_progress, phases):
     requests.install()
     for step in range(start, total_steps):
       batch = next(batches)
-      state, metrics = train_step(state, device.shard(pipeline.step_inputs(batch)), step_rng, trigger, step_classes)
+      state, metrics = train_step(state, device.shard(pipeline.step_inputs(batch)), step_rng,
+                                  trigger, step_classes)
       sums = steps.accumulate(sums, metrics)
       done = step + 1
       bar.update(1)

@@ -4,8 +4,9 @@ An experiment trains its models one after another, and each compiles its own tra
 steps (their attack is static) while a core idles: building the data and compiling are
 single-threaded. `ahead` compiles the later models' steps ahead of time, in a thread, into
 JAX's persistent compilation cache, where each model's own first step then finds them: the
-same function of the same shapes lowers to the same program. Nothing is executed, so no
-device work or collective runs out of order.
+same function of the same shapes lowers to the same program. Only the trigger is computed
+(the state is its shapes, `state.abstract_state`), so no model work or collective runs out of
+order.
 
 Nothing is done without a persistent cache, with several processes (each would compile
 alone), on the real release (its size, hence the schedule, is known only once it is read),
@@ -64,8 +65,7 @@ def compile_steps(run, trains=True):
   steps_per_epoch = pipeline.steps_per_epoch(splits.train_size(run.data, counts),
                                              run.train.batch_size)
   size = run.data.image_size
-  variables = state_lib.initial_variables(run, jax.random.key(run.seed))
-  state = state_lib.create(run, variables, steps_per_epoch)
+  state = state_lib.abstract_state(run, steps_per_epoch)  # Shapes only: nothing computed.
   trigger = triggers.make_trigger(run.attack, size)
   if trains and run.task.kind == 'regression':
     batch = device.shard(pipeline.step_template(run.train.batch_size, size))

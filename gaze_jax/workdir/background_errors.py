@@ -4,10 +4,11 @@ When a checkpoint cannot be read or written, the main thread turns the failure i
 `error:` line (checkpoints.py), while those libraries' background threads print tens to
 hundreds of tracebacks of the same failure: coroutines garbage-collected with their error
 ("Exception ignored in"), tensorstore callbacks into a closed event loop, asyncio's "Task
-exception was never retrieved", orbax's log of its failed save thread, and the RuntimeWarning of a restore's coroutine left
-unawaited when a damaged checkpoint is skipped. `divert()` sends
-those, and only those (told by the files their tracebacks and log records come from), to
-absl's DEBUG log, where `--verbosity=1` shows them; everything else is printed as before.
+exception was never retrieved", orbax's log of its failed save thread, and the RuntimeWarning
+of a restore's coroutine left unawaited when a damaged checkpoint is skipped. `divert()` sends
+those, and only those (told by the files their tracebacks and log records come from, the
+warning by its message), to absl's DEBUG log, where `--verbosity=1` shows them (the warning is
+dropped); everything else is printed as before.
 """
 import logging as std_logging
 import os
