@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 
 import jax
 import numpy as np
@@ -205,3 +206,36 @@ def test_defend_runs_on_a_trained_run_with_one_compiled_step_for_every_fraction(
                  for line in lines), lines
   assert any(re.fullmatch(r'  feature: \d+ s', line) for line in lines), lines
   assert os.path.exists(os.path.join(run_dir, population.DEFENCES_FILE))
+
+
+def test_defend_keeps_each_finished_run_and_skips_it_on_a_rerun(workdir, tmp_path, monkeypatch):
+  """A population's defences file is written after every run: a stop keeps the runs already
+  defended, the rerun defends only the rest, and other settings defend them all again."""
+  for name in ('clean', 'poisoned'):  # The runs' configs are all that defend reads here.
+    os.makedirs(tmp_path / 'seed0' / name)
+    shutil.copy(os.path.join(workdir, 'seed0', name, rundir.CONFIG_FILE), tmp_path / 'seed0' / name)
+  calls = []
+
+  def fake_defend_run(run_dir, options, poisoned=True, log=None):
+    del log
+    calls.append(os.path.basename(run_dir))
+    if calls == ['clean', 'poisoned'] and options.steps == 3:
+      raise KeyboardInterrupt  # Stopped in the second run.
+    rev = {'score': 0.9 if poisoned else 0.1, 'score_name': 'spread_ratio', 'families': {}}
+    return {'attack': 'wanet' if poisoned else 'none', 'task': 'regression', 'reverse': rev}, {}
+
+  monkeypatch.setattr(population, 'defend_run', fake_defend_run)
+  options = population.check_options(['reverse'], ['0.1'], 3)
+  with pytest.raises(KeyboardInterrupt):
+    population.defend(str(tmp_path), options, log=lambda line: None)
+  kept = rundir.read_json(str(tmp_path / population.DEFENCES_FILE))
+  assert set(kept['runs']) == {'seed0/clean'} and kept['settings']['steps'] == 3
+  lines = []
+  saved = population.defend(str(tmp_path), options, log=lines.append)
+  assert calls == ['clean', 'poisoned', 'poisoned']
+  assert set(saved['runs']) == {'seed0/clean', 'seed0/poisoned'}
+  assert lines[0].startswith('seed0/clean: kept from')
+  assert saved['population']['poisoned']['auroc'] == 0.0  # The fake scores: 1 clean, 1 poisoned.
+  population.defend(str(tmp_path), population.check_options(['reverse'], ['0.1'], 4),
+                    log=lambda line: None)
+  assert calls[3:] == ['clean', 'poisoned']

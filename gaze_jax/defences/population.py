@@ -12,6 +12,7 @@ scored on the held-out split, clean and with the run's true trigger.
 """
 import dataclasses
 import glob
+import json
 import os
 import time
 
@@ -243,11 +244,22 @@ def _detection(clean, poisoned):
   return out
 
 
+def settings_of(options):
+  """The settings a defences file records: what every result in it was computed with."""
+  return {'fractions': list(options.fractions), 'steps': options.steps, 'seed': options.seed,
+          'strip_blends': inputs.STRIP_BLENDS, 'strip_alpha': inputs.STRIP_ALPHA,
+          'prune_ratio': mitigation.PRUNE_RATIO, 'unlearn_share': mitigation.UNLEARN_SHARE,
+          'reverse': dataclasses.asdict(reverse.Settings(steps=options.steps))}
+
+
 def defend(workdir, options=Options(), log=print):
   """Runs the defences on every run of `workdir` and merges their results.
 
   Runs the defences on every run of `workdir`, merges them into workdir/defences.json
-  and returns what it holds."""
+  and returns what it holds. The file is rewritten after each run, so a stopped population
+  keeps what it finished, and a rerun with the same settings skips the runs that already
+  hold every defence asked for (other settings redo them, and the file records the last
+  settings)."""
   found = find_runs(workdir)
   specs = {name: runs.load(d) for name, d in found}
   for name, r in specs.items():
@@ -263,25 +275,32 @@ def defend(workdir, options=Options(), log=print):
   path = os.path.join(workdir, DEFENCES_FILE)
   files.check_writable(path, 'defences file')
   saved = rundir.read_json(path) if os.path.exists(path) else {}
+  settings = settings_of(options)
+  same = json.loads(json.dumps(settings)) == saved.get('settings')
   results = saved.get('runs', {})
+  saved.update(runs=results, settings=settings)
   with_clean = len(found) > 1 and 'reverse' in options.defences
   for name, run_dir in found:
     is_poisoned = name in poisoned
     if not is_poisoned and not with_clean:
+      continue
+    wanted = options.defences if is_poisoned else ('reverse',)
+    if same and set(wanted) <= set(results.get(name, {})):
+      log(f'{name}: kept from {path} ({", ".join(wanted)})')
       continue
     log(f'defending {name} ({specs[name].attack.kind}): {", ".join(options.defences)}')
     out, arrays = defend_run(run_dir, options, poisoned=is_poisoned, log=log)
     results[name] = {**results.get(name, {}), **out}
     if arrays:
       files.save_arrays(os.path.join(workdir, 'defences', name.replace(os.sep, '_')), arrays)
-  saved.update(runs=results,
-               settings={'fractions': list(options.fractions), 'steps': options.steps,
-                         'seed': options.seed, 'strip_blends': inputs.STRIP_BLENDS,
-                         'strip_alpha': inputs.STRIP_ALPHA, 'prune_ratio': mitigation.PRUNE_RATIO,
-                         'unlearn_share': mitigation.UNLEARN_SHARE,
-                         'reverse': dataclasses.asdict(reverse.Settings(steps=options.steps))})
-  population = population_detection(results)
+    _write(path, saved)
+  _write(path, saved)
+  return saved
+
+
+def _write(path, saved):
+  """Writes the defences file with the population's detection over the runs it holds."""
+  population = population_detection(saved['runs'])
   if population is not None:
     saved['population'] = population
   files.write_json(path, saved)
-  return saved
