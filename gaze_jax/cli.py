@@ -186,6 +186,8 @@ flags.DEFINE_list('defence_fractions', ['0.01', '0.05', '0.1'],
                   '(mitigation runs once per fraction; detection uses the largest).')
 flags.DEFINE_integer('defence_steps', 300,
                      'defend: optimisation steps of the trigger search and of each fine-tuning.')
+flags.DEFINE_list('defence_families', ['warp', 'patch'],
+                  'defend: the trigger families the reverse-engineering searches (warp, patch).')
 FLAGS = flags.FLAGS
 
 
@@ -260,7 +262,7 @@ def defend():
   from gaze_jax.report import assemble
   from gaze_jax.report import defences as report_defences
   options = population.check_options([FLAGS.defence], FLAGS.defence_fractions,
-                                      FLAGS.defence_steps)
+                                      FLAGS.defence_steps, FLAGS.defence_families)
   population.defend(FLAGS.workdir, options, log=lambda line: print(line, file=sys.stderr))
   if assemble.main_arm(FLAGS.workdir) is not None:  # A finished experiment.
     report = assemble.write_report(FLAGS.workdir)

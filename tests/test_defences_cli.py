@@ -41,6 +41,17 @@ def test_a_run_without_a_trigger_and_a_missing_workdir_are_refused_in_one_line(t
     population.find_runs(str(tmp_path))
 
 
+def test_a_population_lists_its_regressors_by_seed_then_its_classifiers(tmp_path):
+  names = ['seed10/clean', 'seed2/positive', 'seed0/classifier/clean', 'seed2/clean',
+           'seed0/clean', 'seed2/classifier/official', 'seedx/clean']
+  for name in names:
+    os.makedirs(tmp_path / name)
+    (tmp_path / name / rundir.CONFIG_FILE).write_text('{}')
+  assert [name for name, _ in population.find_runs(str(tmp_path))] == [
+      'seed0/clean', 'seed2/clean', 'seed2/positive', 'seed10/clean', 'seed0/classifier/clean',
+      'seed2/classifier/official']
+
+
 @pytest.mark.parametrize('names, fractions, steps, message', [
     (['spectral'], ['0.1'], 10, 'expected one of'),
     (['all'], ['0'], 10, r'\(0, 1\]'),
@@ -52,9 +63,17 @@ def test_bad_options_are_refused(names, fractions, steps, message):
     population.check_options(names, fractions, steps)
 
 
+@pytest.mark.parametrize('families', [(), ('mask',), ('warp', 'warp')])
+def test_bad_trigger_families_are_refused(families):
+  with pytest.raises(UserError, match='--defence_families=.*expected one or both of warp, patch'):
+    population.check_options(['reverse'], ['0.1'], 5, families)
+
+
 def test_options_expand_all_and_keep_a_choice():
   assert population.check_options(['all'], ['0.01', '0.1'], 5).defences == population.DEFENCES
   assert population.check_options(['prune'], ['0.05'], 5).fractions == (0.05,)
+  assert population.check_options(['reverse'], ['0.1'], 5, ['warp']).families == ('warp',)
+  assert population.Options().families == ('warp', 'patch')
 
 
 def test_defender_subsets_are_nested_and_seeded():

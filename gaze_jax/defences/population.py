@@ -14,6 +14,7 @@ import dataclasses
 import glob
 import json
 import os
+import re
 import time
 
 import jax
@@ -41,16 +42,22 @@ SUPPORTED_TASKS = ('regression', 'classification')  # Outputs read as gaze, or l
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-  """What to run: the defences, the defender's clean fractions, optimisation steps."""
+  """What to run: the defences, the defender's clean fractions, optimisation steps, and
+  the trigger families the reverse-engineering searches."""
   defences: tuple = DEFENCES
   fractions: tuple = FRACTIONS
   steps: int = reverse.Settings.steps
   seed: int = 0
+  families: tuple = reverse.FAMILIES
 
 
-def check_options(names, fractions, steps):
+def check_options(names, fractions, steps, families=reverse.FAMILIES):
   """Options from the command line's values; UserError for a bad one."""
-  names = tuple(names)
+  names, families = tuple(names), tuple(families)
+  if (not families or not set(families) <= set(reverse.FAMILIES)
+      or len(set(families)) < len(families)):
+    raise UserError(f'--defence_families={",".join(families)}: expected one or both of '
+                    f'{", ".join(reverse.FAMILIES)}')
   for name in names:
     if name not in CHOICES:
       raise UserError(f'--defence={name}: expected one of {", ".join(CHOICES)}')
@@ -64,24 +71,28 @@ def check_options(names, fractions, steps):
     raise UserError(f'--defence_fractions={fractions}: expected numbers in (0, 1]')
   if steps < 1:
     raise UserError(f'--defence_steps={steps}: expected at least 1')
-  return Options(names, fractions, int(steps))
+  return Options(names, fractions, int(steps), families=families)
 
 
 def find_runs(workdir):
   """Lists the run directories of a workdir.
 
   [(name, run directory)]: the workdir itself if it is a run directory, else its
-  seed{S}/{name} run directories (an experiment workdir), sorted."""
+  seed{S}/{name} run directories (an experiment workdir): the regressors by seed, then the
+  classifier twins by seed, so that a stopped population holds whole seeds of one task."""
   if not os.path.isdir(workdir):
     raise UserError(f'workdir {workdir} does not exist')
   if os.path.exists(os.path.join(workdir, rundir.CONFIG_FILE)):
     return [(os.path.basename(os.path.abspath(workdir)), workdir)]
-  found = sorted(os.path.dirname(p) for pattern in (('*',), ('*', '*'))  # classifier/NAME too.
-                 for p in glob.glob(os.path.join(workdir, 'seed*', *pattern, rundir.CONFIG_FILE)))
+  found = [os.path.relpath(os.path.dirname(p), workdir)
+           for pattern in (('*',), ('*', '*'))  # classifier/NAME too.
+           for p in glob.glob(os.path.join(workdir, 'seed*', *pattern, rundir.CONFIG_FILE))
+           if re.fullmatch(r'seed\d+', os.path.relpath(p, workdir).split(os.sep)[0])]
   if not found:
     raise UserError(f'{workdir} holds no trained run (neither config.json nor '
                     'seed*/NAME/config.json); train one first')
-  return [(os.path.relpath(d, workdir), d) for d in found]
+  order = lambda name: (name.count(os.sep), int(name.split(os.sep)[0][len('seed'):]), name)
+  return [(name, os.path.join(workdir, name)) for name in sorted(found, key=order)]
 
 
 def defender_count(n_train, fraction):
@@ -143,7 +154,7 @@ def defend_run(run_dir, options, poisoned=True, log=lambda line: None):
   wants_reverse = 'reverse' in options.defences or 'unlearn' in options.defences
   if wants_reverse:
     summary, found = reverse.reverse_engineer(
-        net, pool, clean, jax.random.fold_in(key, 1), settings,
+        net, pool, clean, jax.random.fold_in(key, 1), settings, families=options.families,
         true_spec=spec if poisoned else None, true_trigger=trigger if poisoned else None)
     done('reverse')
     if 'reverse' in options.defences:
@@ -249,6 +260,7 @@ def settings_of(options):
   return {'fractions': list(options.fractions), 'steps': options.steps, 'seed': options.seed,
           'strip_blends': inputs.STRIP_BLENDS, 'strip_alpha': inputs.STRIP_ALPHA,
           'prune_ratio': mitigation.PRUNE_RATIO, 'unlearn_share': mitigation.UNLEARN_SHARE,
+          'families': list(options.families),
           'reverse': dataclasses.asdict(reverse.Settings(steps=options.steps))}
 
 
