@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from gaze_jax import config as config_lib
+from gaze_jax.attacks import triggers
 from gaze_jax.configs import wanet
 from gaze_jax.defences import mitigation
 from gaze_jax.defences import population
@@ -22,6 +23,7 @@ from gaze_jax.experiments import main
 from gaze_jax.training import init
 from gaze_jax.training import loop
 from gaze_jax.training import runs
+from gaze_jax.training import steps
 from gaze_jax.workdir import files
 from gaze_jax.workdir import rundir
 
@@ -120,6 +122,27 @@ def test_the_kept_predictions_are_the_final_models(workdir):
                                            'target']
   for name, value in fresh.items():
     np.testing.assert_array_equal(kept[name], value, err_msg=name)
+
+
+def test_one_trace_of_the_eval_step_serves_every_restored_state(workdir, monkeypatch):
+  """The measure predicts with restored states, each with its own optimizer functions: the
+  eval step is traced once for all of them, and the trigger it rebuilds from the config is
+  the one the run trained with."""
+  run_dir = os.path.join(workdir, 'seed0', 'poisoned')
+  run, traced, real = runs.load(run_dir), [], steps.eval_step
+  monkeypatch.setattr(steps, 'eval_step', lambda *a, **k: traced.append(1) or real(*a, **k))
+  steps.make_eval_step.cache_clear()
+  try:
+    for _ in range(2):
+      state, trigger = runs.restore(run_dir)
+      main.predictions(run, state, trigger)
+  finally:
+    steps.make_eval_step.cache_clear()
+  assert len(traced) == 1
+  rebuilt = triggers.make_trigger(run.attack, run.data.image_size)
+  assert sorted(rebuilt) == sorted(trigger)
+  for name, value in rebuilt.items():
+    np.testing.assert_array_equal(np.asarray(value), np.asarray(trigger[name]), err_msg=name)
 
 
 def test_report_and_figures_beside_it(workdir):

@@ -42,8 +42,10 @@ SUPPORTED_TASKS = ('regression', 'classification')  # Outputs read as gaze, or l
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-  """What to run: the defences, the defender's clean fractions, optimisation steps, and
-  the trigger families the reverse-engineering searches."""
+  """What to run: defences, the defender's fractions, steps, trigger families.
+
+  The defender's clean data are fractions of the training split; the steps are the trigger
+  search's and each fine-tuning's; the families are those the reverse-engineering searches."""
   defences: tuple = DEFENCES
   fractions: tuple = FRACTIONS
   steps: int = reverse.Settings.steps

@@ -88,24 +88,23 @@ def predictions(run, state, trigger):
                                 run.eval.batch_size, run.attack)
 
 
-def measure_arm(arm, arm_dir, control_dir, control_results):
+def measure_arm(arm, arm_dir, control_state, control_results):
   """The poisoned model and the control, both against the arm's trigger, and the trigger.
 
-  `control_results` (the control run's results) gives the training set's mean gaze and
-  classes, the same for the arm (same data and seed)."""
-  poisoned_state, trigger = runs.restore(arm_dir)
-  control_state, _ = runs.restore(control_dir)
-  # The control's variables in the poisoned state's pytree (its optimizer is a static
-  # field), so the compiled eval step serves both.
-  control_state = poisoned_state.replace(params=control_state.params,
-                                         batch_stats=control_state.batch_stats)
+  `control_state` is the control's trained state, and `control_results` (the control run's
+  results) give the training set's mean gaze and classes, the same for the arm (same data
+  and seed)."""
   # The poisoned model's are its last evaluation's, kept by the loop (one process: with
   # several, each computes them, as the prediction is a collective).
   final = os.path.join(arm_dir, rundir.PREDICTIONS_DIR)
   kept = jax.process_count() == 1 and rundir.finished(arm_dir) and os.path.isdir(final)
-  preds = {'poisoned': files.load_arrays(final) if kept else predictions(arm, poisoned_state,
-                                                                          trigger),
-           'control': predictions(arm, control_state, trigger)}
+  if kept:  # The trigger is a function of the attack's config, as the loop made it.
+    trigger = triggers.make_trigger(arm.attack, arm.data.image_size)
+    preds = {'poisoned': files.load_arrays(final)}
+  else:
+    poisoned_state, trigger = runs.restore(arm_dir)
+    preds = {'poisoned': predictions(arm, poisoned_state, trigger)}
+  preds['control'] = predictions(arm, control_state, trigger)
   _, test_source = splits.load_splits(arm.data, arm.seed)
   mean = np.asarray(control_results['mean_gaze'])
   classes = {k: np.asarray(v, np.float32) for k, v in control_results['classes'].items()}
@@ -166,20 +165,22 @@ def run(run_spec, workdir, show_progress=True):
   for seed, controls, arm_runs in design:  # Every run's config before anything trains.
     for name, spec in {**controls, **arm_runs}.items():
       rundir.check_same_config(os.path.join(seed_dir(workdir, seed), name), spec.config)
-  # The later models' steps compile in a thread while the first model starts.
-  later = [(spec, not rundir.finished(os.path.join(seed_dir(workdir, seed), name)))
+  # Every model's steps compile in a thread, the first's while its data is built.
+  every = [(spec, not rundir.finished(os.path.join(seed_dir(workdir, seed), name)))
            for seed, controls, arm_runs in design
-           for name, spec in {**controls, **arm_runs}.items()][1:]
+           for name, spec in {**controls, **arm_runs}.items()]
   results, per_seed = {}, []
-  with warmup.ahead(later):
+  with warmup.ahead(every):
     for seed, controls, arm_runs in design:
       directory = seed_dir(workdir, seed)
       for name, spec in {**controls, **arm_runs}.items():
         results[f'seed{seed}/{name}'] = loop.train_and_evaluate(
             spec, os.path.join(directory, name), show_progress=show_progress, phases=phases)
-      with phases('measure'):
+      with phases('measure'):  # Each control restored once, for all of its arms.
+        restored = {c: runs.restore(os.path.join(directory, c))[0]
+                    for c in sorted({control_name(name) for name in arm_runs})}
         measured = {name: measure_arm(arm, os.path.join(directory, name),
-                                      os.path.join(directory, control_name(name)),
+                                      restored[control_name(name)],
                                       results[f'seed{seed}/{control_name(name)}'])
                     for name, arm in arm_runs.items()}
       per_seed.append({'seed': seed, 'clean': results[f'seed{seed}/clean']['final'],

@@ -35,6 +35,7 @@ from gaze_jax.report import figures
 from gaze_jax.report import markdown
 from gaze_jax.report import tables
 from gaze_jax.training import loop
+from gaze_jax.training import runs
 from gaze_jax.training import stopping
 from gaze_jax.workdir import files
 from gaze_jax.workdir import rundir
@@ -176,7 +177,7 @@ def _point(point, overrides, run_dir, control_dir, control, show_progress):
   if os.path.exists(measured_path):
     measured = rundir.read_json(measured_path)
   else:
-    measured = main.measure_arm(point, run_dir, control_dir, control)
+    measured = main.measure_arm(point, run_dir, runs.restore(control_dir)[0], control)
     files.write_json(measured_path, measured)
   ordered = tables.ordered
   stealth = {k: v for k, v in measured['stealth'].items() if k in imperceptibility.METRICS}

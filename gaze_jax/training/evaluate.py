@@ -23,6 +23,7 @@ def eval_key(seed):
 def predict_split(state, source, trigger, key, batch_size, spec):
   """Concatenated per-sample outputs of `steps.eval_step` over `source`, padding removed."""
   parts, eval_step = [], steps.make_eval_step(spec)
+  state = steps.inference_state(state)
   for i, (batch, mask) in enumerate(pipeline.eval_batches(source, batch_size)):
     out = device.unshard(eval_step(state, device.shard(pipeline.step_inputs(batch)),
                                    jax.random.fold_in(key, i), trigger))

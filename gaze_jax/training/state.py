@@ -53,7 +53,14 @@ def make_optimizer(t, steps_per_epoch):
 
 def model(run, axis_name=None):
   """The network of RunSpec `run`: its model spec with its task's outputs."""
-  return resnet.from_spec(run.model, run.task.outputs(), axis_name)
+  return _network(run.model, run.task.outputs(), axis_name)
+
+
+@functools.lru_cache(maxsize=None)
+def _network(model_spec, outputs, axis_name):
+  """One module per network: the states built on it share their `apply_fn` (a bound method
+  is equal only on the same module), so a step traced for one state serves them all."""
+  return resnet.from_spec(model_spec, outputs, axis_name)
 
 
 def initial_variables(run, rng):

@@ -147,6 +147,14 @@ def interval_means(sums):
   return means
 
 
+def inference_state(state):
+  """The parts of a train state that prediction reads (no optimizer).
+
+  Without the optimizer, whose functions differ in every restored state, one trace of an eval
+  step serves every model of the same shapes, and the optimizer's moments are not passed."""
+  return state.replace(tx=None, opt_state=None)
+
+
 def eval_step(state, batch, key, trigger, *, spec):
   """Predicts one evaluation batch on this device, clean and, if attacked, triggered.
 
@@ -185,7 +193,7 @@ def _pmapped_train_step(spec, task, global_batch, flip):
 def make_eval_step(spec):
   """Returns the eval step of attack `spec`, pmapped over all local devices.
 
-  The eval step of attack `spec` on all local devices: (state, sharded batch, key,
-  trigger) -> per-sample outputs, sharded."""
+  The eval step of attack `spec` on all local devices: (inference_state(state), sharded
+  batch, key, trigger) -> per-sample outputs, sharded."""
   return jax.pmap(functools.partial(eval_step, spec=spec), axis_name=AXIS,
                   in_axes=(None, 0, None, None), out_axes=0)

@@ -1,10 +1,13 @@
-"""Compiling an experiment's later models' steps while its first model starts.
+"""Compiling an experiment's models' steps ahead, while its data is built and its first model
+trains.
 
 An experiment trains its models one after another, and each compiles its own train and eval
 steps (their attack is static) while a core idles: building the data and compiling are
-single-threaded. `ahead` compiles the later models' steps ahead of time, in a thread, into
+single-threaded. `ahead` compiles every model's steps ahead of time, in a thread, into
 JAX's persistent compilation cache, where each model's own first step then finds them: the
-same function of the same shapes lowers to the same program. Only the trigger is computed
+same function of the same shapes lowers to the same program. The first model's come first,
+compiled while its data is built (where the data is already built, the model compiles its
+own at the same time, as it would without the thread). Only the trigger is computed
 (the state is its shapes, `state.abstract_state`), so no model work or collective runs out of
 order.
 
@@ -72,6 +75,6 @@ def compile_steps(run, trains=True):
     step_rng = jax.random.split(jax.random.key(0))[0]
     steps.make_train_step(run).lower(state, batch, step_rng, trigger, {}).compile()
   batch = device.shard(pipeline.step_template(run.eval.batch_size, size))
-  steps.make_eval_step(run.attack).lower(state, batch, evaluate.eval_key(run.seed),
-                                         trigger).compile()
+  steps.make_eval_step(run.attack).lower(steps.inference_state(state), batch,
+                                         evaluate.eval_key(run.seed), trigger).compile()
   return True
