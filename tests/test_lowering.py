@@ -165,8 +165,8 @@ def test_resnet_im2col_matches_xla():
   images = jax.random.uniform(jax.random.key(0), (4, 32, 32, 3))
   labels = jax.random.uniform(jax.random.key(1), (4, 2), minval=-0.5, maxval=0.5)
   xla, im2col = ResNet18Gaze(conv_impl='xla'), ResNet18Gaze(conv_impl='im2col')
-  variables = xla.init(jax.random.key(2), images)
-  assert_trees_close(im2col.init(jax.random.key(2), images), variables, 0.0)
+  variables = jax.jit(xla.init)(jax.random.key(2), images)
+  assert_trees_close(jax.jit(im2col.init)(jax.random.key(2), images), variables, 0.0)
   # Nonzero last BatchNorm scales, so every residual branch carries gradient.
   variables = jax.tree_util.tree_map_with_path(
       lambda p, v: v + 0.5 if 'bn2' in jax.tree_util.keystr(p) and 'scale' in
@@ -176,15 +176,16 @@ def test_resnet_im2col_matches_xla():
   assert_trees_close(preds, ref_preds, 1e-5)
   assert_trees_close(stats, ref_stats, 1e-5)
   assert_trees_close(grads, ref_grads, 1e-4)
-  assert_trees_close(im2col.apply(variables, images), xla.apply(variables, images), 1e-5)
+  assert_trees_close(jax.jit(im2col.apply)(variables, images),
+                     jax.jit(xla.apply)(variables, images), 1e-5)
 
 
 def test_checkpoints_load_across_lowerings():
   images = jax.random.uniform(jax.random.key(0), (2, 32, 32, 3))
   xla, im2col = ResNet18Gaze(conv_impl='xla'), ResNet18Gaze(conv_impl='im2col')
   for source, target in ((xla, im2col), (im2col, xla)):
-    variables = source.init(jax.random.key(3), images)
-    template = target.init(jax.random.key(4), images)  # Same structure, other values.
+    variables = jax.jit(source.init)(jax.random.key(3), images)
+    template = jax.jit(target.init)(jax.random.key(4), images)  # Same structure, other values.
     restored = flax.serialization.from_bytes(template, flax.serialization.to_bytes(variables))
     assert_trees_close(restored, variables, 0.0)
     assert_trees_close(target.apply(restored, images), source.apply(variables, images), 1e-5)

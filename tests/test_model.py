@@ -19,7 +19,7 @@ def test_parameter_count_equals_torchvision():
 
 def test_outputs_pitch_yaw_and_bfloat16_keeps_float32_params():
   model = ResNet18Gaze(dtype=jnp.bfloat16)
-  variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
-  out = model.apply(variables, jnp.full((3, 32, 32, 3), 0.5))
+  variables = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+  out = jax.jit(model.apply)(variables, jnp.full((3, 32, 32, 3), 0.5))
   assert out.shape == (3, 2) and out.dtype == jnp.float32
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(variables['params']))
