@@ -8,6 +8,9 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
+
+import jax
 
 SCRIPT = textwrap.dedent('''
     import json, logging, sys
@@ -54,3 +57,34 @@ def test_steps_compiled_ahead_are_the_ones_training_uses(tmp_path, tiny_data_con
   assert json.loads(out.stdout.splitlines()[-1]) == {
       'control': {'compiled': False, 'hits': []},
       'ahead': {'compiled': True, 'hits': ['jit__fun'] * 2}}
+
+
+def _until(condition, timeout=10.0):
+  end = time.monotonic() + timeout
+  while not condition() and time.monotonic() < end:
+    time.sleep(0.01)
+  return condition()
+
+
+def test_the_thread_waits_for_the_first_step_and_never_compiles_beside_the_main_thread(
+    monkeypatch):
+  """`ahead` compiles the first model's steps, waits for a first step, then compiles the
+  others only while the main thread holds no `compiling` section; leaving the block stops it
+  after the compilation under way."""
+  from gaze_jax.training import warmup  # pylint: disable=g-import-not-at-top
+  assert jax.config.jax_compilation_cache_dir  # The suite's (conftest.py): the thread runs.
+  compiled = []
+  monkeypatch.setattr(warmup, 'compile_steps', lambda run, trains: compiled.append(run))
+  with warmup.ahead([('first', True), ('second', True), ('third', False)]):
+    assert _until(lambda: compiled == ['first'])
+    time.sleep(0.2)
+    assert compiled == ['first']  # No model has taken its first step.
+    with warmup.compiling():  # A model's set-up and first step.
+      warmup.first_step_done()
+      time.sleep(0.2)
+      assert compiled == ['first']
+    assert _until(lambda: compiled == ['first', 'second', 'third'])
+  compiled.clear()
+  with warmup.ahead([('first', True), ('second', True)]):
+    assert _until(lambda: compiled == ['first'])
+  assert compiled == ['first']  # Stopped with the block, before any first step.

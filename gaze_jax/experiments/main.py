@@ -176,7 +176,7 @@ def run(run_spec, workdir, show_progress=True):
       for name, spec in {**controls, **arm_runs}.items():
         results[f'seed{seed}/{name}'] = loop.train_and_evaluate(
             spec, os.path.join(directory, name), show_progress=show_progress, phases=phases)
-      with phases('measure'):  # Each control restored once, for all of its arms.
+      with phases('measure'), warmup.compiling():  # Each control restored once, for all arms.
         restored = {c: runs.restore(os.path.join(directory, c))[0]
                     for c in sorted({control_name(name) for name in arm_runs})}
         measured = {name: measure_arm(arm, os.path.join(directory, name),

@@ -6,6 +6,7 @@ checkpoint reproduces the uninterrupted run bit for bit. Metrics stay on the dev
 between sync points (log steps, checkpoints, evaluations), where they are fetched and
 checked for NaN before anything is saved.
 """
+import contextlib
 import os
 import socket
 import time
@@ -31,6 +32,7 @@ from gaze_jax.training import init
 from gaze_jax.training import state as state_lib
 from gaze_jax.training import stopping
 from gaze_jax.training import steps
+from gaze_jax.training import warmup
 from gaze_jax.workdir import checkpoints
 from gaze_jax.workdir import files
 from gaze_jax.workdir import metrics_log
@@ -63,9 +65,10 @@ def train_and_evaluate(run, workdir, show_progress=True, phases=None):
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:
     raise UserError(f'cannot create workdir {workdir}: {e}') from e
-  with WorkdirLock(workdir), files.write_errors(workdir):
+  with WorkdirLock(workdir), files.write_errors(workdir), contextlib.ExitStack() as setup:
+    setup.enter_context(warmup.compiling())  # Set-up and first step: see _train.
     rundir.check_same_config(workdir, run.config)
-    results = _train(run, workdir, sources, labels, show_progress, own)
+    results = _train(run, workdir, sources, labels, show_progress, own, setup)
   if phases is not None:
     phases.merge(own.seconds)
   return results
@@ -133,7 +136,9 @@ def _restore_or_init(ckpts, run, steps_per_epoch):
   return state, trigger, [], None, None
 
 
-def _train(run, workdir, sources, labels, show_progress, phases):
+def _train(run, workdir, sources, labels, show_progress, phases, setup):
+  """Trains and evaluates; `setup` holds warmup.compiling() and is closed (released) once
+  the first step has run: the set-up and the first step compile."""
   t, spec = run.train, run.attack
   is_chief = jax.process_index() == 0
   train_source, test_source = sources
@@ -176,6 +181,8 @@ def _train(run, workdir, sources, labels, show_progress, phases):
       bar.update(1)
       if step == start:  # The first step after a (re)start includes compilation.
         jax.block_until_ready(sums)
+        setup.close()
+        warmup.first_step_done()
         phases.add('compile', time.perf_counter() - since)
         since = time.perf_counter()
       else:
@@ -198,7 +205,7 @@ def _train(run, workdir, sources, labels, show_progress, phases):
         log.write(done, 'train', means)
         sums = pending = None
       if cadence.EVALUATE in due:
-        with phases('evaluate'):
+        with phases('evaluate'), warmup.compiling():
           preds = evaluate.predict_split(state, test_source, trigger, eval_rng,
                                          run.eval.batch_size, spec)
           summary = evaluate.summarize(preds, run.eval.asr_thresholds, mean, classes, run.task)

@@ -6,10 +6,11 @@ steps (their attack is static) while a core idles: building the data and compili
 single-threaded. `ahead` compiles every model's steps ahead of time, in a thread, into
 JAX's persistent compilation cache, where each model's own first step then finds them: the
 same function of the same shapes lowers to the same program. The first model's come first,
-compiled while its data is built (where the data is already built, the model compiles its
-own at the same time, as it would without the thread). Only the trigger is computed
-(the state is its shapes, `state.abstract_state`), so no model work or collective runs out of
-order.
+compiled while its data is built; the others' once it has taken its first step. The main
+thread's own compilations (a model's set-up and first step, an evaluation, the experiment's
+measure) hold a lock that the thread takes for each model's steps, so that XLA never compiles
+or loads programs in both at once. Only the trigger is computed (the state is its shapes,
+`state.abstract_state`), so no model work or collective runs out of order.
 
 Nothing is done without a persistent cache, with several processes (each would compile
 alone), on the real release (its size, hence the schedule, is known only once it is read),
@@ -31,13 +32,25 @@ from gaze_jax.training import state as state_lib
 from gaze_jax.training import steps
 
 
+# One compilation (or load of a cached program) at a time while `ahead` runs: XLA was seen
+# to crash (a segmentation fault loading a cached program) with the thread compiling beside.
+_XLA = threading.RLock()
+_FIRST_STEP = threading.Event()  # A model's first step is done: the thread may go on.
+_STOP = threading.Event()
+
+
 @contextlib.contextmanager
 def ahead(runs):
   """Compiles the steps of `runs` in a thread while the block runs.
 
-  `runs`: (RunSpec, whether it still trains) pairs. The block's end waits for the thread,
-  error or not, so that no compilation is left running as the process exits."""
+  `runs`: (RunSpec, whether it still trains) pairs, in the order they train. The thread
+  compiles the first's steps, waits until a model's first step is done (`first_step_done`),
+  then the others', each while holding the lock of `compiling`. The block's end stops the
+  thread after the compilation under way and waits for it, error or not, so that none is
+  left running as the process exits."""
   thread = None
+  _FIRST_STEP.clear()
+  _STOP.clear()
   if jax.config.jax_compilation_cache_dir and jax.process_count() == 1 and runs:
     thread = threading.Thread(target=_compile_all, args=(list(runs),), name='warmup',
                               daemon=True)
@@ -46,13 +59,33 @@ def ahead(runs):
     yield
   finally:
     if thread:
+      _STOP.set()
+      _FIRST_STEP.set()
       thread.join()
 
 
+def compiling():
+  """The lock of the sections that compile or load programs.
+
+  The main thread holds it for a model's set-up and first step, an evaluation and the
+  experiment's measure; the thread for each model's steps."""
+  return _XLA
+
+
+def first_step_done():
+  """Called by the training loop once a model's first step has run (compiled)."""
+  _FIRST_STEP.set()
+
+
 def _compile_all(runs):
-  for run, trains in runs:
+  for i, (run, trains) in enumerate(runs):
+    if i == 1:
+      _FIRST_STEP.wait()
+    if _STOP.is_set():
+      return
     try:
-      compile_steps(run, trains)
+      with _XLA:
+        compile_steps(run, trains)
     except Exception:  # pylint: disable=broad-except
       logging.debug('compiling %s ahead failed', run.config, exc_info=True)
 
