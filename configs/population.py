@@ -7,10 +7,14 @@ poisoned models per attack:
 - official: WaNet's official defaults (k = 4, s = 0.5, pc = 0.1, noise mode on), which this
   budget does not implant: a population poisoned but not backdoored;
 - badnets: a patch a tenth of the image side, pc = 0.1;
-- blended: a random pattern at alpha = 0.1, pc = 0.1;
-and the classifier on the same faces with its own clean twin, under the official defaults.
+- blended: a random pattern at alpha = 0.1, pc = 0.1.
 Model and trigger seed vary together. The runs of configs/fast_calibration.py and
-configs/frontier.py (blended10) are the same runs for their seeds.
+configs/frontier.py (blended10) are the same runs for their seeds. The classifier on the same
+faces, with its own clean twin, under the official defaults, is one flag away on the same
+workdir (it reuses the regressors); its population here is four seeds:
+
+  python run.py --config configs/population.py --config.experiment.seeds=4 \
+      --config.experiment.classifier_arms="('official',)" --workdir runs/population
 
   python run.py --config configs/population.py --workdir runs/population
   python run.py --mode=defend --defence reverse --defence_steps 100 --workdir runs/population
@@ -30,5 +34,4 @@ def get_config():
       'badnets': {'attack': {'kind': 'badnets'}},
       'blended': {'attack': {'kind': 'blended'}, 'blended': {'alpha': 0.1}},
   })
-  c.experiment.classifier_arms = ('official',)
   return c

@@ -10,6 +10,7 @@ import pytest
 
 from gaze_jax import config as config_lib
 from gaze_jax.configs import clean
+from gaze_jax.configs import wanet
 from gaze_jax.defences import population
 from gaze_jax.errors import UserError
 from gaze_jax.workdir import rundir
@@ -39,6 +40,15 @@ def test_a_run_without_a_trigger_and_a_missing_workdir_are_refused_in_one_line(t
     population.defend(str(tmp_path / 'missing'))
   with pytest.raises(UserError, match='holds no trained run'):
     population.find_runs(str(tmp_path))
+  poisoned = json.dumps(config_lib.to_dict(wanet.get_config()))
+  for folder in ('half', 'pop/seed0/clean', 'pop/seed0/poisoned'):  # Configs, no results yet.
+    (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / folder / rundir.CONFIG_FILE).write_text(poisoned)
+  with pytest.raises(UserError, match='half has not finished training'):
+    population.defend(str(tmp_path / 'half'))
+  with pytest.raises(UserError, match='pop holds no finished run'):
+    population.defend(str(tmp_path / 'pop'), log=lambda line: None)
+  assert not os.path.exists(tmp_path / 'half' / population.DEFENCES_FILE)
 
 
 def test_a_population_lists_its_regressors_by_seed_then_its_classifiers(tmp_path):

@@ -234,9 +234,11 @@ def test_defend_runs_on_a_trained_run_with_one_compiled_step_for_every_fraction(
 def test_defend_keeps_each_finished_run_and_skips_it_on_a_rerun(workdir, tmp_path, monkeypatch):
   """A population's defences file is written after every run: a stop keeps the runs already
   defended, the rerun defends only the rest, and other settings defend them all again."""
-  for name in ('clean', 'poisoned'):  # The runs' configs are all that defend reads here.
+  for name in ('clean', 'poisoned', 'training'):  # Configs and results: all defend reads here.
     os.makedirs(tmp_path / 'seed0' / name)
-    shutil.copy(os.path.join(workdir, 'seed0', name, rundir.CONFIG_FILE), tmp_path / 'seed0' / name)
+    for what in (rundir.CONFIG_FILE, rundir.RESULTS_FILE)[:1 if name == 'training' else 2]:
+      shutil.copy(os.path.join(workdir, 'seed0', name.replace('training', 'poisoned'), what),
+                  tmp_path / 'seed0' / name)
   calls = []
 
   def fake_defend_run(run_dir, options, poisoned=True, log=None):
@@ -257,7 +259,8 @@ def test_defend_keeps_each_finished_run_and_skips_it_on_a_rerun(workdir, tmp_pat
   saved = population.defend(str(tmp_path), options, log=lines.append)
   assert calls == ['clean', 'poisoned', 'poisoned']
   assert set(saved['runs']) == {'seed0/clean', 'seed0/poisoned'}
-  assert lines[0].startswith('seed0/clean: kept from')
+  assert lines[:2] == ['seed0/training: not finished training, skipped',
+                       f'seed0/clean: kept from {tmp_path / population.DEFENCES_FILE} (reverse)']
   assert saved['population']['poisoned']['auroc'] == 0.0  # The fake scores: 1 clean, 1 poisoned.
   population.defend(str(tmp_path), population.check_options(['reverse'], ['0.1'], 4),
                     log=lambda line: None)

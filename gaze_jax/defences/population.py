@@ -275,6 +275,13 @@ def defend(workdir, options=Options(), log=print):
   hold every defence asked for (other settings redo them, and the file records the last
   settings)."""
   found = find_runs(workdir)
+  if len(found) > 1:  # A population's runs still training (or stopped) wait their turn.
+    for name, run_dir in found:
+      if not rundir.finished(run_dir):
+        log(f'{name}: not finished training, skipped')
+    found = [(name, d) for name, d in found if rundir.finished(d)]
+    if not found:
+      raise UserError(f'{workdir} holds no finished run; finish its training first')
   specs = {name: runs.load(d) for name, d in found}
   for name, r in specs.items():
     if r.task.kind not in SUPPORTED_TASKS:
@@ -286,6 +293,9 @@ def defend(workdir, options=Options(), log=print):
     raise UserError(f"{found[0][1]} has no trigger (attack.kind='none'): nothing to defend "
                     'against; point --workdir at a poisoned run or an experiment workdir'
                     if len(found) == 1 else f'{workdir} holds no poisoned run ({name} ...)')
+  if not rundir.finished(found[0][1]):  # One run directory.
+    raise UserError(f'{found[0][1]} has not finished training; run its training to the end '
+                    'first')
   path = os.path.join(workdir, DEFENCES_FILE)
   files.check_writable(path, 'defences file')
   saved = rundir.read_json(path) if os.path.exists(path) else {}
