@@ -25,6 +25,7 @@ from gaze_jax.training import loop
 from gaze_jax.training import runs
 from gaze_jax.training import steps
 from gaze_jax.workdir import files
+from gaze_jax.workdir import lock
 from gaze_jax.workdir import rundir
 
 # Tiny runs (~3 steps); 8 x 0.25 = 2 backdoor + 4 noise samples per batch.
@@ -233,7 +234,8 @@ def test_defend_runs_on_a_trained_run_with_one_compiled_step_for_every_fraction(
 
 def test_defend_keeps_each_finished_run_and_skips_it_on_a_rerun(workdir, tmp_path, monkeypatch):
   """A population's defences file is written after every run: a stop keeps the runs already
-  defended, the rerun defends only the rest, and other settings defend them all again."""
+  defended, the rerun defends only the rest, other settings defend them all again, and a
+  second defence job on the same workdir is refused."""
   for name in ('clean', 'poisoned', 'training'):  # Configs and results: all defend reads here.
     os.makedirs(tmp_path / 'seed0' / name)
     for what in (rundir.CONFIG_FILE, rundir.RESULTS_FILE)[:1 if name == 'training' else 2]:
@@ -265,3 +267,7 @@ def test_defend_keeps_each_finished_run_and_skips_it_on_a_rerun(workdir, tmp_pat
   population.defend(str(tmp_path), population.check_options(['reverse'], ['0.1'], 4),
                     log=lambda line: None)
   assert calls[3:] == ['clean', 'poisoned']
+  with lock.WorkdirLock(str(tmp_path)):  # Another defence job on the same workdir.
+    with pytest.raises(UserError, match='is in use by process'):
+      population.defend(str(tmp_path), options, log=lambda line: None)
+  assert len(calls) == 5

@@ -31,6 +31,7 @@ from gaze_jax.defences import scores
 from gaze_jax.errors import UserError
 from gaze_jax.training import runs
 from gaze_jax.workdir import files
+from gaze_jax.workdir import lock
 from gaze_jax.workdir import rundir
 
 DEFENCES_FILE = 'defences.json'
@@ -298,28 +299,29 @@ def defend(workdir, options=Options(), log=print):
                     'first')
   path = os.path.join(workdir, DEFENCES_FILE)
   files.check_writable(path, 'defences file')
-  saved = rundir.read_json(path) if os.path.exists(path) else {}
-  settings = settings_of(options)
-  same = json.loads(json.dumps(settings)) == saved.get('settings')
-  results = saved.get('runs', {})
-  saved.update(runs=results, settings=settings)
-  with_clean = len(found) > 1 and 'reverse' in options.defences
-  for name, run_dir in found:
-    is_poisoned = name in poisoned
-    if not is_poisoned and not with_clean:
-      continue
-    wanted = options.defences if is_poisoned else ('reverse',)
-    if same and set(wanted) <= set(results.get(name, {})):
-      log(f'{name}: kept from {path} ({", ".join(wanted)})')
-      continue
-    log(f'defending {name} ({specs[name].attack.kind}): {", ".join(options.defences)}')
-    out, arrays = defend_run(run_dir, options, poisoned=is_poisoned, log=log)
-    results[name] = {**results.get(name, {}), **out}
-    if arrays:
-      files.save_arrays(os.path.join(workdir, 'defences', name.replace(os.sep, '_')), arrays)
+  with lock.WorkdirLock(workdir):  # One defence job per workdir: both would write the file.
+    saved = rundir.read_json(path) if os.path.exists(path) else {}
+    settings = settings_of(options)
+    same = json.loads(json.dumps(settings)) == saved.get('settings')
+    results = saved.get('runs', {})
+    saved.update(runs=results, settings=settings)
+    with_clean = len(found) > 1 and 'reverse' in options.defences
+    for name, run_dir in found:
+      is_poisoned = name in poisoned
+      if not is_poisoned and not with_clean:
+        continue
+      wanted = options.defences if is_poisoned else ('reverse',)
+      if same and set(wanted) <= set(results.get(name, {})):
+        log(f'{name}: kept from {path} ({", ".join(wanted)})')
+        continue
+      log(f'defending {name} ({specs[name].attack.kind}): {", ".join(options.defences)}')
+      out, arrays = defend_run(run_dir, options, poisoned=is_poisoned, log=log)
+      results[name] = {**results.get(name, {}), **out}
+      if arrays:
+        files.save_arrays(os.path.join(workdir, 'defences', name.replace(os.sep, '_')), arrays)
+      _write(path, saved)
     _write(path, saved)
-  _write(path, saved)
-  return saved
+    return saved
 
 
 def _write(path, saved):
