@@ -170,3 +170,16 @@ def test_bfloat16_step_matches_float32(tiny_step_config):
   a, b = (np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)]) for g in (grads16, grads32))
   assert a @ b / (np.linalg.norm(a) * np.linalg.norm(b)) > 0.9
   assert _relative_l2(stats16, stats32) < 0.02  # Statistics of bfloat16 activations.
+
+
+def test_release_compiled_drops_every_step(tiny_step_config):
+  """An experiment releases each seed's compiled steps (steps.release_compiled): the cached
+  train and eval steps are gone, and the next request builds them anew."""
+  run = config_lib.validate(tiny_step_config)
+  train_step, eval_step = steps.make_train_step(run), steps.make_eval_step(run.attack)
+  assert steps.make_eval_step(run.attack) is eval_step
+  steps.release_compiled()
+  assert steps.make_eval_step.cache_info().currsize == 0
+  assert steps._pmapped_train_step.cache_info().currsize == 0  # pylint: disable=protected-access
+  assert steps.make_eval_step(run.attack) is not eval_step
+  assert steps.make_train_step(run) is not train_step

@@ -30,8 +30,9 @@ from gaze_jax.report import assemble
 from gaze_jax.report import figures
 from gaze_jax.training import evaluate
 from gaze_jax.training import loop
-from gaze_jax.training import warmup
 from gaze_jax.training import runs
+from gaze_jax.training import steps
+from gaze_jax.training import warmup
 from gaze_jax.workdir import files
 from gaze_jax.workdir import rundir
 
@@ -185,6 +186,8 @@ def run(run_spec, workdir, show_progress=True):
                     for name, arm in arm_runs.items()}
       per_seed.append({'seed': seed, 'clean': results[f'seed{seed}/clean']['final'],
                        'arms': measured})
+      with warmup.compiling():
+        steps.release_compiled()
   names = [name for name, _ in arms(run_spec)]
   classifier_names = [CLASSIFIER + name for name in run_spec.experiment.classifier_arms]
   first = results[f'seed{design[0][0]}/clean']

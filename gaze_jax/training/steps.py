@@ -197,3 +197,17 @@ def make_eval_step(spec):
   batch, key, trigger) -> per-sample outputs, sharded."""
   return jax.pmap(functools.partial(eval_step, spec=spec), axis_name=AXIS,
                   in_axes=(None, 0, None, None), out_axes=0)
+
+
+def release_compiled():
+  """Drops every compiled step and JAX's in-memory caches of compiled programs.
+
+  A model's steps are static in its attack, whose seed differs from seed to seed, so a
+  process that trains many models would keep every model's programs loaded (a 70-model
+  population held 6.6 GB and crashed twice loading a program from the persistent cache, a
+  segmentation fault in XLA). An experiment calls this after each seed; the next seed's
+  steps load from the persistent cache."""
+  _pmapped_train_step.cache_clear()
+  make_eval_step.cache_clear()
+  jax.clear_caches()
+

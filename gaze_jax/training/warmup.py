@@ -8,8 +8,8 @@ JAX's persistent compilation cache, where each model's own first step then finds
 same function of the same shapes lowers to the same program. The first model's come first,
 compiled while its data is built; the others' once it has taken its first step. The main
 thread's own compilations (a model's set-up and first step, an evaluation, the experiment's
-measure) hold a lock that the thread takes for each model's steps, so that XLA never compiles
-or loads programs in both at once. Only the trigger is computed (the state is its shapes,
+measure, its release of compiled steps after each seed) hold a lock that the thread takes for
+each model's steps, so that the two never compile, load or drop programs at once. Only the trigger is computed (the state is its shapes,
 `state.abstract_state`), so no model work or collective runs out of order.
 
 Nothing is done without a persistent cache, with several processes (each would compile
@@ -32,8 +32,8 @@ from gaze_jax.training import state as state_lib
 from gaze_jax.training import steps
 
 
-# One compilation (or load of a cached program) at a time while `ahead` runs: XLA was seen
-# to crash (a segmentation fault loading a cached program) with the thread compiling beside.
+# One compilation (or load or release of programs) at a time while `ahead` runs: the thread's
+# never overlap the main thread's, nor its release of compiled steps between seeds.
 _XLA = threading.RLock()
 _FIRST_STEP = threading.Event()  # A model's first step is done: the thread may go on.
 _STOP = threading.Event()
@@ -65,10 +65,11 @@ def ahead(runs):
 
 
 def compiling():
-  """The lock of the sections that compile or load programs.
+  """The lock of the sections that compile, load or release programs.
 
-  The main thread holds it for a model's set-up and first step, an evaluation and the
-  experiment's measure; the thread for each model's steps."""
+  The main thread holds it for a model's set-up and first step, an evaluation, the
+  experiment's measure and its release of a seed's compiled steps; the thread for each
+  model's steps."""
   return _XLA
 
 
