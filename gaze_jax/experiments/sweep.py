@@ -36,6 +36,7 @@ from gaze_jax.report import markdown
 from gaze_jax.report import tables
 from gaze_jax.training import loop
 from gaze_jax.training import runs
+from gaze_jax.training import steps
 from gaze_jax.training import stopping
 from gaze_jax.workdir import files
 from gaze_jax.workdir import rundir
@@ -145,6 +146,7 @@ def run(run_spec, grid, workdir, name=None, show_progress=True):
           control_dir, show_progress=show_progress)
     rows.append(_point(point, overrides, os.path.join(workdir, point_name(overrides)),
                        control_dir, controls[control_dir], show_progress))
+    steps.release_compiled()  # Each point's steps are its own (see steps.release_compiled).
   first = next(iter(controls.values()))
   files.write_json(os.path.join(workdir, 'sweep.json'), {
       'name': name, 'keys': list(dict.fromkeys(k for o in grid for k in o)),

@@ -205,8 +205,8 @@ def release_compiled():
   A model's steps are static in its attack, whose seed differs from seed to seed, so a
   process that trains many models would keep every model's programs loaded (a 70-model
   population held 6.6 GB and crashed twice loading a program from the persistent cache, a
-  segmentation fault in XLA). An experiment calls this after each seed; the next seed's
-  steps load from the persistent cache."""
+  segmentation fault in XLA). An experiment calls this after each seed, a sweep after each
+  point; the next ones' steps load from the persistent cache."""
   _pmapped_train_step.cache_clear()
   make_eval_step.cache_clear()
   jax.clear_caches()
