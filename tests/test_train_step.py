@@ -43,10 +43,10 @@ def test_one_step_updates_params_and_reduces_loss_on_repeated_batch(tiny_step_co
 
 
 def test_eight_devices_equal_one_device(tmp_path):
-  outs = {}
-  for n in (1, 8):
-    outs[n] = tmp_path / f'{n}.npz'
-    subprocess.run([sys.executable, SCRIPT, str(n), str(outs[n])], check=True, timeout=600)
+  outs = {n: tmp_path / f'{n}.npz' for n in (1, 8)}
+  procs = [subprocess.Popen([sys.executable, SCRIPT, str(n), str(out)])  # Side by side.
+           for n, out in outs.items()]
+  assert [p.wait(timeout=600) for p in procs] == [0, 0]
   one, eight = np.load(outs[1]), np.load(outs[8])
   assert sorted(one.files) == sorted(eight.files)
   for name in one.files:
