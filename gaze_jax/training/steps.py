@@ -200,7 +200,7 @@ def make_eval_step(spec):
 
 
 def release_compiled():
-  """Drops every compiled step and JAX's in-memory caches of compiled programs.
+  """Drops every compiled train and eval step (the programs go with their functions).
 
   A model's steps are static in its attack, whose seed differs from seed to seed, so a
   process that trains many models would keep every model's programs loaded (a 70-model
@@ -209,5 +209,4 @@ def release_compiled():
   point; the next ones' steps load from the persistent cache."""
   _pmapped_train_step.cache_clear()
   make_eval_step.cache_clear()
-  jax.clear_caches()
 
