@@ -277,10 +277,10 @@ def defend(workdir, options=Options(), log=print):
   settings)."""
   found = find_runs(workdir)
   if len(found) > 1:  # A population's runs still training (or stopped) wait their turn.
-    for name, run_dir in found:
-      if not rundir.finished(run_dir):
-        log(f'{name}: not finished training, skipped')
-    found = [(name, d) for name, d in found if rundir.finished(d)]
+    unfinished = [name for name, run_dir in found if not rundir.finished(run_dir)]
+    for name in unfinished:
+      log(f'{name}: not finished training, skipped')
+    found = [(name, d) for name, d in found if name not in unfinished]
     if not found:
       raise UserError(f'{workdir} holds no finished run; finish its training first')
   specs = {name: runs.load(d) for name, d in found}

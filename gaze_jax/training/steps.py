@@ -209,4 +209,3 @@ def release_compiled():
   point; the next ones' steps load from the persistent cache."""
   _pmapped_train_step.cache_clear()
   make_eval_step.cache_clear()
-

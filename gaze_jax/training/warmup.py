@@ -9,8 +9,9 @@ same function of the same shapes lowers to the same program. The first model's c
 compiled while its data is built; the others' once it has taken its first step. The main
 thread's own compilations (a model's set-up and first step, an evaluation, the experiment's
 measure, its release of compiled steps after each seed) hold a lock that the thread takes for
-each model's steps, so that the two never compile, load or drop programs at once. Only the trigger is computed (the state is its shapes,
-`state.abstract_state`), so no model work or collective runs out of order.
+each model's steps, so that the two never compile, load or drop programs at once. Only the
+trigger is computed (the state is its shapes, `state.abstract_state`), so no model work or
+collective runs out of order.
 
 Nothing is done without a persistent cache, with several processes (each would compile
 alone), on the real release (its size, hence the schedule, is known only once it is read),
