@@ -13,11 +13,16 @@ import tempfile
 
 # One persistent XLA cache for this test session, inherited by the run.py subprocesses, so the
 # same step compiled again (resume, fault and CLI tests) is loaded, not recompiled. New per
-# session: no entry outlives the code that compiled it.
+# session: no entry outlives the code that compiled it. pytest-xdist's workers (pytest.ini runs
+# one per core) inherit it from the controlling process and each keeps a folder of its own in
+# it: JAX writes an entry in place, so a process could read one that another is still writing.
 _CACHE = None if 'JAX_COMPILATION_CACHE_DIR' in os.environ else tempfile.mkdtemp(
     prefix='gaze_jax_xla_')
 if _CACHE:
   os.environ['JAX_COMPILATION_CACHE_DIR'] = _CACHE
+if 'PYTEST_XDIST_WORKER' in os.environ:
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = os.path.join(
+      os.environ['JAX_COMPILATION_CACHE_DIR'], os.environ['PYTEST_XDIST_WORKER'])
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.5')
 
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position

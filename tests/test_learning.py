@@ -23,6 +23,9 @@ def tiny_config(tmp_path_factory, tiny_data_config):
   config.train.batch_size = 16
   config.train.num_epochs = 20
   config.train.learning_rate = 2e-3
+  # The tests read the final metrics only: one held-out evaluation and checkpoint, at the end.
+  config.train.eval_every_epochs = config.train.num_epochs
+  config.train.checkpoint_every_steps = 10_000
   config.eval.batch_size = 36
   config.attack.pc = 0.125
   config.wanet.s = 2.0
