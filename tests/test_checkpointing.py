@@ -44,6 +44,27 @@ def test_round_trip_is_bitwise(tmp_path):
   assert meta == {'history': [1, 2]}
 
 
+def test_a_write_that_times_out_is_told_apart_from_a_full_disk(tmp_path, monkeypatch):
+  """Orbax gives up on a background write after a while (a stalled disk, or the process
+  stopped with SIGSTOP) with a TimeoutError, which is an OSError: the line names the timeout,
+  not disk space or permissions."""
+  ckpts = Checkpoints(tmp_path / 'ck', max_to_keep=3)
+  ckpts.save(1, make_state(1.0), TRIGGER, {'history': [1]})
+  ckpts.wait()
+
+  def stalled():
+    raise TimeoutError('ChainedFuture completed 3/5 futures but timed out after 1376.23 seconds.')
+
+  monkeypatch.setattr(ckpts._manager, 'wait_until_finished', stalled)  # pylint: disable=protected-access
+  with pytest.raises(UserError) as raised:
+    ckpts.wait()
+  message = str(raised.value)
+  assert 'timed out after 1376.23 seconds' in message and '(newest: 1)' in message
+  assert 'The write timed out' in message and 'disk space' not in message
+  monkeypatch.undo()
+  ckpts.close()
+
+
 def test_empty_directory_restores_nothing(tmp_path):
   assert restore(tmp_path / 'ck') is None
 

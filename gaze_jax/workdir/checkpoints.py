@@ -124,10 +124,12 @@ class Checkpoints:
       if cause is None:
         raise
       intact = self.steps()
+      remedy = ('The write timed out (a stalled disk, or the process was paused)'
+                if isinstance(cause, TimeoutError) else 'Free disk space or fix permissions')
       raise UserError(
           f'writing a checkpoint in {self.directory} failed: {cause}; the checkpoints already '
-          f'there are intact (newest: {intact[-1] if intact else "none"}). Free disk space or '
-          'fix permissions, then run again to resume.') from e
+          f'there are intact (newest: {intact[-1] if intact else "none"}). {remedy}, then run '
+          'again to resume.') from e
 
   def _set_aside(self, step):
     """Moves the damaged checkpoint `step` to DIRECTORY.damaged/ (kept for inspection)."""
