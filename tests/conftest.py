@@ -15,7 +15,8 @@ import tempfile
 # same step compiled again (resume, fault and CLI tests) is loaded, not recompiled. New per
 # session: no entry outlives the code that compiled it. pytest-xdist's workers (pytest.ini runs
 # one per core) inherit it from the controlling process and each keeps a folder of its own in
-# it: JAX writes an entry in place, so a process could read one that another is still writing.
+# it: JAX writes an entry in place, and a process that reads one another is still writing warns
+# and compiles again, a line the tests that read stderr do not expect.
 _CACHE = None if 'JAX_COMPILATION_CACHE_DIR' in os.environ else tempfile.mkdtemp(
     prefix='gaze_jax_xla_')
 if _CACHE:
