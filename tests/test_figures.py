@@ -79,6 +79,24 @@ def test_sweep_figures(tmp_path):
                   tmp_path / 'kind.png', 4)
 
 
+def test_frontier_panels_follow_the_tasks_in_its_rows(tmp_path):
+  kinds = ('wanet', 'wanet', 'badnets')
+  regressor = [{'point': f'p{i}', 'trigger_kind': k, 'psnr': 30.0 - i, 'ssim': 0.9 - i / 10,
+                'asr@5': 10.0 * i, 'backdoor_error': 20.0 - i} for i, k in enumerate(kinds)]
+  classifier = [{'point': f'p{i}', 'trigger_kind': k, 'psnr': 30.0 - i, 'ssim': 0.9 - i / 10,
+                 'attack_success': 90.0 + i} for i, k in enumerate(kinds)]
+  _save_and_check(figures.frontier(regressor), tmp_path / 'r.png', 3)
+  _save_and_check(figures.frontier(classifier), tmp_path / 'c.png', 2)
+  both = [dict(r, attack_success=95.0) if r['point'] == 'p1' else r for r in regressor]
+  fig = figures.frontier(both)
+  _save_and_check(fig, tmp_path / 'both.png', 4)
+  last = figures.panels(fig)[-1]
+  assert 'classifier' in last.get_ylabel()
+  # Only the row with a classifier twin is drawn there: one WaNet point at PSNR 29.
+  drawn = [line.get_xydata().tolist() for line in last.get_lines()]
+  assert drawn == [[[29.0, 95.0]]]
+
+
 def test_finetune_curves(tmp_path):
   rows = [{'epoch': 0, **_history(1)[0]}] + _history(3)
   _save_and_check(figures.finetune_curves(rows, clean_reference=4.0), tmp_path / 'ft.png', 2)

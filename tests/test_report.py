@@ -170,7 +170,7 @@ def test_regressor_and_classifier_side_by_side(data):
 def test_an_experiments_frontier_is_its_regressor_arms_means_over_seeds():
   arm = lambda asr, err, psnr: {'poisoned': {'asr@5': [asr, 1.0], 'backdoor_error': [err, 0.1]},
                                 'stealth': {'psnr': [psnr, 0.5], 'ssim': [0.9, 0.01]}}
-  results = {'arms': ['weak', 'strong', 'patch'],
+  results = {'arms': ['weak', 'strong', 'patch'], 'classifier_arms': ['classifier/weak'],
              'stealth': {'weak': {'kind': 'wanet'}, 'strong': {'kind': 'wanet'},
                          'patch': {'kind': 'badnets'}, 'classifier/weak': {'kind': 'wanet'}},
              'summary': {'weak': arm(2.0, 21.0, 30.0), 'strong': arm(97.0, 1.7, 24.0),
@@ -181,5 +181,7 @@ def test_an_experiments_frontier_is_its_regressor_arms_means_over_seeds():
           for r in rows] == [('weak', 'wanet', 30.0, 2.0, 21.0),
                              ('strong', 'wanet', 24.0, 97.0, 1.7),
                              ('patch', 'badnets', 25.0, 99.0, 1.6)]
+  # The classifier twin's attack success beside its regressor's point, and only there.
+  assert [r.get('attack_success') for r in rows] == [99.0, None, None]
   results['arms'] = ['weak']  # One point is no frontier.
   assert assemble.frontier_rows(results) == []

@@ -41,12 +41,16 @@ def all_arms(results):
 def frontier_rows(results):
   """The frontier figure's rows of an experiment's regressor arms, [] with fewer than two.
 
-  Each arm's trigger kind, its PSNR and SSIM, ASR@5° and backdoor error, as means over seeds
-  (figures.frontier's rows)."""
+  Each arm's trigger kind, its PSNR and SSIM, ASR@5° and backdoor error, and its classifier
+  twin's attack success where the experiment trained one ('classifier/ARM'), as means over
+  seeds (figures.frontier's rows)."""
   summary = results['summary']
+  twins = {name.split('/', 1)[1]: name for name in results.get('classifier_arms', [])}
   rows = [{'point': arm, 'trigger_kind': results['stealth'][arm]['kind'],
            **{m: summary[arm]['stealth'][m][0] for m in ('psnr', 'ssim')},
-           **{m: summary[arm]['poisoned'][m][0] for m in ('asr@5', 'backdoor_error')}}
+           **{m: summary[arm]['poisoned'][m][0] for m in ('asr@5', 'backdoor_error')},
+           **({'attack_success': summary[twins[arm]]['poisoned']['attack_success'][0]}
+              if arm in twins else {})}
           for arm in results['arms'] if 'asr@5' in summary[arm]['poisoned']]
   return rows if len(rows) >= 2 else []
 

@@ -329,20 +329,25 @@ def frontier(rows):
   """Plots attack success against imperceptibility over a sweep's points.
 
   Attack success against imperceptibility over a sweep's points, one line per trigger
-  kind: the regressor's ASR@5° and backdoor error (or the classifier's attack success)
-  against PSNR and SSIM, each point a trained model.
+  kind, each point a trained model: the regressor's ASR@5° and backdoor error against PSNR
+  and SSIM, and the classifier's attack success against PSNR beside them (against PSNR and
+  SSIM where there is no regressor).
 
   Args:
-    rows: sweep.csv rows with 'trigger_kind', 'psnr', 'ssim' and the metrics.
+    rows: sweep.csv rows (or assemble.frontier_rows) with 'trigger_kind', 'psnr', 'ssim' and
+      the metrics; a row may hold the regressor's, the classifier's or both.
   """
-  success = 'asr@5' if any(r.get('asr@5') not in (None, '') for r in rows) else 'attack_success'
-  panels = ((success, 'psnr', 'trigger PSNR (dB)'), (success, 'ssim', 'trigger SSIM'))
-  if success == 'asr@5':
-    panels += (('backdoor_error', 'psnr', 'trigger PSNR (dB)'),)
+  has = lambda metric: any(_is_number(r.get(metric)) for r in rows)
+  panels = ()
+  if has('asr@5'):
+    panels += (('asr@5', 'psnr'), ('asr@5', 'ssim'), ('backdoor_error', 'psnr'))
+  if has('attack_success'):
+    panels += (('attack_success', 'psnr'),) + (() if panels else (('attack_success', 'ssim'),))
+  labels = {'psnr': 'trigger PSNR (dB)', 'ssim': 'trigger SSIM'}
   fig = _figure(len(panels) * 4.4, 3.9)
   axes = fig.subplots(1, len(panels))
   kinds = sorted({r['trigger_kind'] for r in rows})
-  for ax, (metric, quality, label) in zip(axes, panels):
+  for ax, (metric, quality) in zip(axes, panels):
     for kind in kinds:
       points = sorted((float(r[quality]), float(r[metric]), r['point']) for r in rows
                       if r['trigger_kind'] == kind and _is_number(r.get(metric)))
@@ -352,9 +357,10 @@ def frontier(rows):
       ax.plot(xs, ys, marker='o', label=KIND_NAMES.get(kind, kind))
       for x, y, name in zip(xs, ys, names):
         ax.annotate(name, (x, y), fontsize='x-small', xytext=(3, 3), textcoords='offset points')
-    ax.set_xlabel(f'{label} (right: less visible)')
-    ax.set_ylabel({'asr@5': 'ASR at 5° (%)', 'attack_success': 'attack success (%)',
-                   'backdoor_error': 'backdoor error (°)'}[metric])
+    ax.set_xlabel(f'{labels[quality]} (right: less visible)')
+    ax.set_ylabel({'asr@5': 'regressor: ASR at 5° (%)',
+                   'attack_success': 'classifier: attack success (%)',
+                   'backdoor_error': 'regressor: backdoor error (°)'}[metric])
     ax.grid(alpha=0.3)
     ax.legend(fontsize='small')
   fig.suptitle('Attack success against imperceptibility, each point a trained model')
