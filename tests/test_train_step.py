@@ -1,18 +1,22 @@
 """The pure train step: one step on tiny data, data parallelism equal to one device, and
 bfloat16 compute equal to float32 to bfloat16's precision."""
 import copy
+import dataclasses
 import os
 import subprocess
 import sys
 
 import jax
 import numpy as np
+import pytest
 
 from gaze_jax import config as config_lib
 from gaze_jax import geometry
 from gaze_jax.attacks import poisoning
 from gaze_jax.attacks import triggers
 from gaze_jax.data import device
+from gaze_jax.data import pipeline
+from gaze_jax.training import evaluate
 from gaze_jax.training import init
 from gaze_jax.training import state as state_lib
 from gaze_jax.training import steps
@@ -183,3 +187,37 @@ def test_release_compiled_drops_every_step(tiny_step_config):
   assert steps._pmapped_train_step.cache_info().currsize == 0  # pylint: disable=protected-access
   assert steps.make_eval_step(run.attack) is not eval_step
   assert steps.make_train_step(run) is not train_step
+
+
+def _memory_maps():
+  with open('/proc/self/maps', encoding='ascii') as f:
+    return sum(1 for _ in f)
+
+
+@pytest.mark.skipif(not os.path.exists('/proc/self/maps'), reason='counts Linux memory maps')
+def test_release_compiled_unloads_the_programs(tiny_step_config):
+  """Each loaded program holds memory maps until JAX drops it: one more eval step (a new
+  attack seed, as each seed of an experiment has) adds hundreds here. After
+  steps.release_compiled the process is back where it was, so an experiment that releases
+  after each seed does not accumulate them (a population that did crashed at the kernel's
+  limit on memory maps)."""
+  run = config_lib.validate(tiny_step_config)
+  state, trigger = init.initial_state(run, steps_per_epoch=10)
+  inference, batch = steps.inference_state(state), device.shard(pipeline.step_template(8, 32))
+
+  def load(seed):  # A distinct program per attack seed, loaded by calling it.
+    step = steps.make_eval_step(dataclasses.replace(run.attack, seed=seed))
+    jax.block_until_ready(step(inference, batch, evaluate.eval_key(0), trigger))
+
+  load(0)
+  steps.release_compiled()
+  before = _memory_maps()
+  load(1)
+  one_program = _memory_maps() - before
+  assert one_program > 50, one_program  # The effect the release must undo is there.
+  for seed in (1, 2, 3):
+    steps.release_compiled()
+    load(seed)
+  steps.release_compiled()
+  assert _memory_maps() - before < one_program / 2
+

@@ -200,12 +200,17 @@ def make_eval_step(spec):
 
 
 def release_compiled():
-  """Drops every compiled train and eval step (the programs go with their functions).
+  """Drops every compiled program of the process, the train and eval steps among them.
 
   A model's steps are static in its attack, whose seed differs from seed to seed, so a
-  process that trains many models would keep every model's programs loaded (a 70-model
-  population held 6.6 GB and crashed twice loading a program from the persistent cache, a
-  segmentation fault in XLA). An experiment calls this after each seed, a sweep after each
-  point; the next ones' steps load from the persistent cache."""
+  process that trains many models would keep every model's programs loaded. Clearing this
+  module's caches is not enough: JAX's own caches hold each program too, and each loaded
+  program keeps its memory maps. A population of 80 models crashed at its 75th with "LLVM
+  compilation error: Cannot allocate memory" and a segmentation fault loading a program from
+  the persistent cache (the kernel's limit on a process's memory maps, 65,530 here), and an
+  earlier one held 6.6 GB. So JAX's caches are cleared too. An experiment calls this after
+  each seed, a sweep after each point, holding warmup's lock; the next ones' programs load
+  from the persistent cache."""
   _pmapped_train_step.cache_clear()
   make_eval_step.cache_clear()
+  jax.clear_caches()
