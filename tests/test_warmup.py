@@ -75,7 +75,7 @@ def test_the_thread_waits_for_the_first_step_and_never_compiles_beside_the_main_
   assert jax.config.jax_compilation_cache_dir  # The suite's (conftest.py): the thread runs.
   compiled = []
   monkeypatch.setattr(warmup, 'compile_steps', lambda run, trains: compiled.append(run))
-  with warmup.ahead([('first', True), ('second', True), ('third', False)]):
+  with warmup.ahead([[('first', True), ('second', True), ('third', False)]]):
     assert _until(lambda: compiled == ['first'])
     time.sleep(0.2)
     assert compiled == ['first']  # No model has taken its first step.
@@ -85,6 +85,30 @@ def test_the_thread_waits_for_the_first_step_and_never_compiles_beside_the_main_
       assert compiled == ['first']
     assert _until(lambda: compiled == ['first', 'second', 'third'])
   compiled.clear()
-  with warmup.ahead([('first', True), ('second', True)]):
+  with warmup.ahead([[('first', True)], [('second', True)]]):
     assert _until(lambda: compiled == ['first'])
   assert compiled == ['first']  # Stopped with the block, before any first step.
+
+
+def test_the_thread_compiles_one_seed_ahead_of_the_last_release(monkeypatch):
+  """Programs compiled ahead stay loaded until a release, so the thread compiles the seed
+  being trained and the next, and each later seed only once the seed two before it is
+  released (warmup.release, which drops the programs through steps.release_compiled)."""
+  from gaze_jax.training import steps  # pylint: disable=g-import-not-at-top
+  from gaze_jax.training import warmup  # pylint: disable=g-import-not-at-top
+  compiled, releases = [], []
+  monkeypatch.setattr(warmup, 'compile_steps', lambda run, trains: compiled.append(run))
+  monkeypatch.setattr(steps, 'release_compiled', lambda: releases.append(list(compiled)))
+  seeds = [[('s0a', True), ('s0b', True)], [('s1a', True)], [('s2a', True)], [('s3a', False)]]
+  with warmup.ahead(seeds):
+    assert _until(lambda: compiled == ['s0a'])
+    warmup.first_step_done()
+    assert _until(lambda: compiled == ['s0a', 's0b', 's1a'])
+    time.sleep(0.2)
+    assert compiled == ['s0a', 's0b', 's1a']  # Seed 2 waits for seed 0's release.
+    warmup.release()
+    assert _until(lambda: compiled == ['s0a', 's0b', 's1a', 's2a'])
+    time.sleep(0.2)
+    assert compiled[-1] == 's2a'  # Seed 3 waits for seed 1's.
+  assert releases == [['s0a', 's0b', 's1a']]  # The release dropped the programs.
+  assert compiled == ['s0a', 's0b', 's1a', 's2a']  # Stopped with the block, while waiting.

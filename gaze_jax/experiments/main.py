@@ -31,7 +31,6 @@ from gaze_jax.report import figures
 from gaze_jax.training import evaluate
 from gaze_jax.training import loop
 from gaze_jax.training import runs
-from gaze_jax.training import steps
 from gaze_jax.training import warmup
 from gaze_jax.workdir import files
 from gaze_jax.workdir import rundir
@@ -166,10 +165,10 @@ def run(run_spec, workdir, show_progress=True):
   for seed, controls, arm_runs in design:  # Every run's config before anything trains.
     for name, spec in {**controls, **arm_runs}.items():
       rundir.check_same_config(os.path.join(seed_dir(workdir, seed), name), spec.config)
-  # Every model's steps compile in a thread, the first's while its data is built.
-  every = [(spec, not rundir.finished(os.path.join(seed_dir(workdir, seed), name)))
-           for seed, controls, arm_runs in design
-           for name, spec in {**controls, **arm_runs}.items()]
+  # The models' steps compile in a thread, the first's while its data is built.
+  every = [[(spec, not rundir.finished(os.path.join(seed_dir(workdir, seed), name)))
+            for name, spec in {**controls, **arm_runs}.items()]
+           for seed, controls, arm_runs in design]
   results, per_seed = {}, []
   with warmup.ahead(every):
     for seed, controls, arm_runs in design:
@@ -186,8 +185,7 @@ def run(run_spec, workdir, show_progress=True):
                     for name, arm in arm_runs.items()}
       per_seed.append({'seed': seed, 'clean': results[f'seed{seed}/clean']['final'],
                        'arms': measured})
-      with warmup.compiling():
-        steps.release_compiled()
+      warmup.release()
   names = [name for name, _ in arms(run_spec)]
   classifier_names = [CLASSIFIER + name for name in run_spec.experiment.classifier_arms]
   first = results[f'seed{design[0][0]}/clean']

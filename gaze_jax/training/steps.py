@@ -204,13 +204,14 @@ def release_compiled():
 
   A model's steps are static in its attack, whose seed differs from seed to seed, so a
   process that trains many models would keep every model's programs loaded. Clearing this
-  module's caches is not enough: JAX's own caches hold each program too, and each loaded
-  program keeps its memory maps. A population of 80 models crashed at its 75th with "LLVM
-  compilation error: Cannot allocate memory" and a segmentation fault loading a program from
-  the persistent cache (the kernel's limit on a process's memory maps, 65,530 here), and an
-  earlier one held 6.6 GB. So JAX's caches are cleared too. An experiment calls this after
-  each seed, a sweep after each point, holding warmup's lock; the next ones' programs load
-  from the persistent cache."""
+  module's caches is not enough: JAX's own caches hold each program too (those compiled
+  ahead by training/warmup.py among them), and each loaded program keeps its memory maps,
+  over a thousand for an eval step at 48 px. A ten-seed population that cleared only this
+  module's caches crashed in its eighth seed ("LLVM compilation error: Cannot allocate
+  memory", then a segmentation fault loading a program from the persistent cache: the
+  kernel's limit of 65,530 memory maps a process), and an earlier one held 6.6 GB. So JAX's
+  caches are cleared too. An experiment calls this after each seed (warmup.release), a sweep
+  after each point; the next ones' programs load from the persistent cache."""
   _pmapped_train_step.cache_clear()
   make_eval_step.cache_clear()
   jax.clear_caches()

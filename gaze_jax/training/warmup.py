@@ -3,15 +3,20 @@ trains.
 
 An experiment trains its models one after another, and each compiles its own train and eval
 steps (their attack is static) while a core idles: building the data and compiling are
-single-threaded. `ahead` compiles every model's steps ahead of time, in a thread, into
-JAX's persistent compilation cache, where each model's own first step then finds them: the
-same function of the same shapes lowers to the same program. The first model's come first,
+single-threaded. `ahead` compiles the models' steps ahead of time, in a thread, into JAX's
+persistent compilation cache, where each model's own first step then finds them: the same
+function of the same shapes lowers to the same program. The first model's come first,
 compiled while its data is built; the others' once it has taken its first step. The main
 thread's own compilations (a model's set-up and first step, an evaluation, the experiment's
-measure, its release of compiled steps after each seed) hold a lock that the thread takes for
+measure, `release` of compiled programs after each seed) hold a lock that the thread takes for
 each model's steps, so that the two never compile, load or drop programs at once. Only the
 trigger is computed (the state is its shapes, `state.abstract_state`), so no model work or
 collective runs out of order.
+
+A compiled program stays loaded in the process until `release` (JAX keeps it), so the thread
+compiles one seed ahead, no further: the seed being trained and the next. Compiling every
+seed's ahead had kept over a thousand memory maps loaded per eval step, until a ten-seed
+population crashed at the kernel's limit of 65,530 (steps.release_compiled).
 
 Nothing is done without a persistent cache, with several processes (each would compile
 alone), on the real release (its size, hence the schedule, is known only once it is read),
@@ -38,22 +43,27 @@ from gaze_jax.training import steps
 _XLA = threading.RLock()
 _FIRST_STEP = threading.Event()  # A model's first step is done: the thread may go on.
 _STOP = threading.Event()
+_released = threading.Semaphore(0)  # One per seed released; `ahead` makes it anew.
 
 
 @contextlib.contextmanager
-def ahead(runs):
-  """Compiles the steps of `runs` in a thread while the block runs.
+def ahead(seeds):
+  """Compiles the steps of the models of `seeds` in a thread while the block runs.
 
-  `runs`: (RunSpec, whether it still trains) pairs, in the order they train. The thread
-  compiles the first's steps, waits until a model's first step is done (`first_step_done`),
-  then the others', each while holding the lock of `compiling`. The block's end stops the
-  thread after the compilation under way and waits for it, error or not, so that none is
-  left running as the process exits."""
+  `seeds`: per seed, its models as (RunSpec, whether it still trains) pairs, in the order
+  they train. The thread compiles the first model's steps, waits until a model's first step
+  is done (`first_step_done`), then the others' of the first two seeds, and each later
+  seed's once the seed two before it is released (`release`), each model's while holding the
+  lock of `compiling`. The block's end stops the thread after the compilation under way and
+  waits for it, error or not, so that none is left running as the process exits."""
+  global _released  # pylint: disable=global-statement
   thread = None
   _FIRST_STEP.clear()
   _STOP.clear()
-  if jax.config.jax_compilation_cache_dir and jax.process_count() == 1 and runs:
-    thread = threading.Thread(target=_compile_all, args=(list(runs),), name='warmup',
+  _released = threading.Semaphore(0)
+  seeds = [list(models) for models in seeds]
+  if jax.config.jax_compilation_cache_dir and jax.process_count() == 1 and any(seeds):
+    thread = threading.Thread(target=_compile_all, args=(seeds, _released), name='warmup',
                               daemon=True)
     thread.start()
   try:
@@ -62,7 +72,17 @@ def ahead(runs):
     if thread:
       _STOP.set()
       _FIRST_STEP.set()
+      _released.release()
       thread.join()
+
+
+def release():
+  """Drops every compiled program (steps.release_compiled) under the lock, after a seed.
+
+  The thread of `ahead` may then compile the seed after the next."""
+  with _XLA:
+    steps.release_compiled()
+  _released.release()
 
 
 def compiling():
@@ -79,17 +99,24 @@ def first_step_done():
   _FIRST_STEP.set()
 
 
-def _compile_all(runs):
-  for i, (run, trains) in enumerate(runs):
-    if i == 1:
-      _FIRST_STEP.wait()
+def _compile_all(seeds, released):
+  count = 0
+  for seed, models in enumerate(seeds):
+    if seed >= 2:
+      released.acquire()  # The seed two before is done and its programs dropped.
     if _STOP.is_set():
       return
-    try:
-      with _XLA:
-        compile_steps(run, trains)
-    except Exception:  # pylint: disable=broad-except
-      logging.debug('compiling %s ahead failed', run.config, exc_info=True)
+    for run, trains in models:
+      if count == 1:
+        _FIRST_STEP.wait()
+      count += 1
+      if _STOP.is_set():
+        return
+      try:
+        with _XLA:
+          compile_steps(run, trains)
+      except Exception:  # pylint: disable=broad-except
+        logging.debug('compiling %s ahead failed', run.config, exc_info=True)
 
 
 def compile_steps(run, trains=True):
