@@ -11,9 +11,9 @@ poisoned models per attack:
 Model and trigger seed vary together. The runs of configs/fast_calibration.py and
 configs/frontier.py (blended10) are the same runs for their seeds. The classifier on the same
 faces, with its own clean twin, under the official defaults, is one flag away on the same
-workdir (it reuses the regressors); its population here is four seeds:
+workdir (it reuses the regressors), ten seeds of it too:
 
-  python run.py --config configs/population.py --config.experiment.seeds=4 \
+  python run.py --config configs/population.py \
       --config.experiment.classifier_arms="('official',)" --workdir runs/population
 
   python run.py --config configs/population.py --workdir runs/population
