@@ -95,6 +95,9 @@ def test_frontier_panels_follow_the_tasks_in_its_rows(tmp_path):
   # Only the row with a classifier twin is drawn there: one WaNet point at PSNR 29.
   drawn = [line.get_xydata().tolist() for line in last.get_lines()]
   assert drawn == [[[29.0, 95.0]]]
+  wanet = [line.get_color() for ax in figures.panels(fig) for line in ax.get_lines()
+           if line.get_label() == figures.KIND_NAMES['wanet']]
+  assert len(wanet) == 4 and len(set(wanet)) == 1  # The same colour in every panel.
 
 
 def test_finetune_curves(tmp_path):

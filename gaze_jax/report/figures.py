@@ -354,7 +354,8 @@ def frontier(rows):
       if not points:
         continue
       xs, ys, names = zip(*points)
-      ax.plot(xs, ys, marker='o', label=KIND_NAMES.get(kind, kind))
+      ax.plot(xs, ys, marker='o', label=KIND_NAMES.get(kind, kind),
+              color=f'C{kinds.index(kind)}')  # A kind's colour is the same in every panel.
       for x, y, name in zip(xs, ys, names):
         ax.annotate(name, (x, y), fontsize='x-small', xytext=(3, 3), textcoords='offset points')
     ax.set_xlabel(f'{labels[quality]} (right: less visible)')
