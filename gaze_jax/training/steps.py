@@ -208,8 +208,8 @@ def release_compiled():
   ahead by training/warmup.py among them), and each loaded program keeps its memory maps,
   over a thousand for an eval step at 48 px. A ten-seed population that cleared only this
   module's caches crashed in its eighth seed ("LLVM compilation error: Cannot allocate
-  memory", then a segmentation fault loading a program from the persistent cache: the
-  kernel's limit of 65,530 memory maps a process), and an earlier one held 6.6 GB. So JAX's
+  memory", then a segmentation fault loading a program from the persistent cache: most
+  likely the kernel's limit of 65,530 memory maps a process), and an earlier one held 6.6 GB. So JAX's
   caches are cleared too. An experiment calls this after each seed (warmup.release), a sweep
   after each point; the next ones' programs load from the persistent cache."""
   _pmapped_train_step.cache_clear()

@@ -16,7 +16,7 @@ collective runs out of order.
 A compiled program stays loaded in the process until `release` (JAX keeps it), so the thread
 compiles one seed ahead, no further: the seed being trained and the next. Compiling every
 seed's ahead had kept over a thousand memory maps loaded per eval step, until a ten-seed
-population crashed at the kernel's limit of 65,530 (steps.release_compiled).
+population crashed, most likely at the kernel's limit of 65,530 (steps.release_compiled).
 
 Nothing is done without a persistent cache, with several processes (each would compile
 alone), on the real release (its size, hence the schedule, is known only once it is read),
