@@ -64,8 +64,9 @@ def test_backdoor_takes_hold_and_clean_error_stays_close(tiny_experiment):
   _, models = tiny_experiment
   clean, poisoned = models['clean'], models['poisoned']
   # Measured here (144 training images, 20 epochs): backdoor error 27.1 vs 40.5 degrees,
-  # clean error 13.3 vs 12.0, to the digit the same with an evaluation after every epoch. A backdoor on a regressor is slow to learn; the bar is that
-  # the trigger pulls predictions well towards the target while clean error holds.
+  # clean error 13.3 vs 12.0, to the digit the same with an evaluation after every epoch. A
+  # backdoor on a regressor is slow to learn; the bar is that the trigger pulls predictions
+  # well towards the target while clean error holds.
   assert poisoned['backdoor_error'] < 0.75 * clean['backdoor_error']
   assert poisoned['clean_error'] < clean['clean_error'] + 5.0
 
